@@ -1,0 +1,3 @@
+from gai_research.cli import main
+
+raise SystemExit(main())

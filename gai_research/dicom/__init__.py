@@ -1,0 +1,1 @@
+"""Low-level DICOM helpers shared by every stage."""
