@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '[setup] %s\n' "$*"; }
+# pip on these machines warns about every empty local index folder; keep real messages only
+quiet_pip() { .venv/bin/pip "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; }
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 TORCH_VERSION=2.13.0
@@ -38,11 +40,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('torch').split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   say "installing torch $TORCH_VERSION (CPU build) with pip"
-  .venv/bin/pip install -q "torch==$TORCH_VERSION"
+  quiet_pip install -q "torch==$TORCH_VERSION"
 fi
 if [ ! -x .venv/bin/uv ]; then
   say "installing uv"
-  .venv/bin/pip install -q uv
+  quiet_pip install -q uv
 fi
 stamp=.venv/.gai-setup-stamp
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
