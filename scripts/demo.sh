@@ -24,6 +24,6 @@ cat <<EOT
 
 Demo complete.
   cohort (identified, synthetic):  $cohort  (ground truth in $cohort/labels)
-  site PACS:                       \`$gai pacs status\` (web UI: http://127.0.0.1:18201/app/explorer.html)
+  site PACS:                       \`$gai pacs status\` (web UI: http://127.0.0.1:HTTP-PORT/app/explorer.html)
   stop the PACS:                   \`$gai pacs down\`; start over: \`make clean demo\`
 EOT
