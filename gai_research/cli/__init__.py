@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "gai_research.cli.home",
     "gai_research.cli.synth",
     "gai_research.cli.pacs",
+    "gai_research.cli.deid",
+    "gai_research.cli.vault",
     "gai_research.cli.receive",
     "gai_research.cli.catalog",
 )
