@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +24,9 @@ from pydantic_settings import (
 )
 
 from gai_research.errors import ConfigError
+from gai_research.sites import Site
 
 __all__ = ["PacsNode", "Settings", "Site", "SiteSettings", "load_settings"]
-
-
-class Site(StrEnum):
-    """The three provincial medical centers of the demonstration."""
-
-    SUWON = "SUWON"
-    ANSEONG = "ANSEONG"
-    ICHEON = "ICHEON"
-
-    @classmethod
-    def parse(cls, value: Site | str) -> Site:
-        """Accept ``Site`` or any spelling of its name; raise a ConfigError that lists the choices."""
-        if isinstance(value, Site):
-            return value
-        try:
-            return cls(str(value).strip().upper())
-        except ValueError:
-            choices = ", ".join(s.value for s in cls)
-            raise ConfigError(f"unknown site {value!r}", hint=f"use one of {choices}") from None
 
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII, no backslash

@@ -86,12 +86,20 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["pacs", "status", "--site", "seoul"], "use one of SUWON, ANSEONG, ICHEON"),
         (["--config", "missing.toml", "config"], "configuration file missing.toml not found"),
         (["pacs", "up"], "run `gai init`"),
+        (["synth", "out", "--patients", "0"], "patients"),
     ],
 )
 def test_bad_input_gives_one_line_error(
     gai_home: Path, capsys, argv: list[str], expected: str
 ) -> None:
     assert expected in one_line_error(capsys, argv)
+
+
+def test_synth_into_a_foreign_folder_is_refused(gai_home: Path, capsys) -> None:
+    (gai_home.parent / "mine").mkdir()
+    (gai_home.parent / "mine" / "thesis.docx").write_text("not a cohort")
+    assert "mine" in one_line_error(capsys, ["synth", "mine"])
+    assert (gai_home.parent / "mine" / "thesis.docx").read_text() == "not a cohort"
 
 
 def test_orthanc_not_installed(gai_home: Path, monkeypatch, capsys) -> None:

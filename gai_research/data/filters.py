@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gai_research.config import Site
 from gai_research.data.errors import FilterError
 from gai_research.errors import ConfigError
+from gai_research.sites import Site
 
 __all__ = ["FILTERS", "LEVELS", "FilterSpec", "build_query", "filter_help", "normalize_filters"]
 
