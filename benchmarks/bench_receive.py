@@ -1,18 +1,25 @@
 """How fast the platform receives a C-STORE push, against Orthanc and DCMTK's storescp.
 
 One deterministic corpus of CT-like slices (512x512, 16-bit, generated with pydicom
-into a temporary folder) is pushed by the same ``storescu`` command to:
+into a temporary folder, with a Korean patient name, an RRN and a phone number in the
+header) is pushed by the same ``storescu`` command to:
 
 * peer: Orthanc on loopback (a simulated site PACS, as ``gai pacs up`` runs it);
-* ``gai receive`` (the spool only for now: header check, sha256, fsync, rename);
+* ``gai receive --spool-only``: header check, sha256, fsync, rename into the spool;
+* ``gai receive`` with the pipeline: the same, and a drainer that pseudonymizes each
+  object, writes it into the store (fsync), catalogs it, records the vault, removes
+  the spool entry and publishes a snapshot after each burst; pseudonymization in a
+  thread of the receiver (``--workers 0``) or in 1 or 2 worker processes;
 * reference: DCMTK's ``storescp`` writing plain files (C++, no index, no fsync). It
   answers each object only after Linux's delayed ACK (40 ms) when the sender keeps
   Nagle's algorithm on, as storescu does by default; ``--nodelay`` runs storescu
   with ``TCP_NODELAY=1`` to show the difference.
 
-Each target starts fresh (a new home) for every repetition; only the storescu run is
-timed. Reports files/s, MB/s and each target's ratio to Orthanc. Needs Orthanc and
-DCMTK (``make setup``).
+Each target starts fresh (a new home) for every repetition. Two times per target:
+*answered*, the storescu run (what the sender sees), and *done*, until every object
+is where the target keeps it - for the pipeline, until the last object is in a
+published catalog snapshot (for the others, the same as answered). Reports files/s
+and each target's ratio to Orthanc. Needs Orthanc and DCMTK (``make setup``).
 """
 
 from __future__ import annotations
@@ -37,10 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PLATFORM_AE = "GAI_PLATFORM"
 SENDER_AE = "SUWON_PACS"
 
-GAI_RECEIVE = (
-    "import sys, gai_research.cli as cli\n"
-    "sys.exit(cli.main(sys.argv[1:]))\n"
-)
+GAI_RECEIVE = "import sys, gai_research.cli as cli\nsys.exit(cli.main(sys.argv[1:]))\n"
 
 
 def make_corpus(folder: Path, count: int, rows: int, cols: int, seed: int) -> list[Path]:
@@ -73,7 +77,14 @@ def make_corpus(folder: Path, count: int, rows: int, cols: int, seed: int) -> li
         ds.SOPInstanceUID = generate_uid(entropy_srcs=[series, str(index)])
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.PatientName, ds.PatientID = "BENCH^RECEIVE", "BENCH0001"
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.PatientName, ds.PatientID = "Hong^Gildong=洪^吉童=홍^길동", "BENCH0001"
+        other = Dataset()
+        other.PatientID, other.IssuerOfPatientID = "850315-1234561", "KR-RRN"
+        ds.OtherPatientIDsSequence = [other]
+        ds.PatientTelephoneNumbers = "010-1234-5678"
+        ds.PatientBirthDate, ds.PatientSex = "19850315", "M"
+        ds.AccessionNumber = "SW2026060100001"
         ds.StudyDate = ds.SeriesDate = "20260601"
         ds.Modality, ds.InstanceNumber = "CT", index + 1
         ds.ImagePositionPatient = [-250.0, -250.0, -1.25 * index]
@@ -138,7 +149,7 @@ def _settings(home: Path, receiver_port: int):
 
 
 @contextmanager
-def orthanc_target(workdir: Path):
+def orthanc_target(workdir: Path, count: int):
     from gai_research.home import init_home
     from gai_research.pacs import pacs_down, pacs_up
 
@@ -147,38 +158,73 @@ def orthanc_target(workdir: Path):
     pacs_up(settings, ["SUWON"])
     pacs = settings.site("SUWON").pacs
     try:
-        yield pacs.dicom_port, pacs.ae_title, PLATFORM_AE
+        yield pacs.dicom_port, pacs.ae_title, PLATFORM_AE, lambda: None
     finally:
         pacs_down(settings, ["SUWON"])
 
 
-@contextmanager
-def gai_target(workdir: Path):
+def _gai_receive(workdir: Path, extra: list[str], count: int | None):
+    """``gai receive`` in a fresh home; ``count``: wait for that many catalogued instances."""
     from gai_research.home import init_home
 
     port = free_port()
     home = workdir / "gai-home"
-    init_home(_settings(home, port))
+    settings = _settings(home, port)
+    init_home(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GAI_")}
     env["GAI_HOME"] = str(home)
     process = subprocess.Popen(
-        [sys.executable, "-c", GAI_RECEIVE, "receive", "--port", str(port), "--quiet"],
+        [sys.executable, "-c", GAI_RECEIVE, "receive", "--port", str(port), "--quiet", *extra],
         env=env,
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+    def done() -> None:
+        if count is not None:
+            wait_catalogued(settings, count)
+
     try:
         wait_listening(port)
-        yield port, PLATFORM_AE, SENDER_AE
+        yield port, PLATFORM_AE, SENDER_AE, done
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+        _out, err = process.communicate(timeout=300)
+        if process.returncode != 0:
+            raise RuntimeError(f"gai receive failed: {err[-500:]}")
+
+
+def wait_catalogued(settings, count: int, timeout: float = 600.0) -> None:
+    """Until the latest published snapshot lists ``count`` instances."""
+    from gai_research.store.snapshot import latest_snapshot_id, read_snapshot, snapshots_dir
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sid = latest_snapshot_id(settings)
+        snapshot = read_snapshot(snapshots_dir(settings) / sid) if sid else None
+        if snapshot is not None and snapshot.tables.get("instances", 0) >= count:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"the pipeline did not catalogue {count} objects in {timeout:.0f} s")
 
 
 @contextmanager
-def storescp_target(workdir: Path):
+def gai_spool_target(workdir: Path, count: int):
+    yield from _gai_receive(workdir, ["--spool-only"], None)
+
+
+def pipeline_target(workers: int):
+    @contextmanager
+    def target(workdir: Path, count: int):
+        yield from _gai_receive(workdir, ["--workers", str(workers)], count)
+
+    return target
+
+
+@contextmanager
+def storescp_target(workdir: Path, count: int):
     port = free_port()
     out = workdir / "storescp-out"
     out.mkdir()
@@ -189,15 +235,18 @@ def storescp_target(workdir: Path):
     )
     try:
         wait_listening(port)
-        yield port, PLATFORM_AE, SENDER_AE
+        yield port, PLATFORM_AE, SENDER_AE, lambda: None
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-TARGETS: dict[str, Callable[[Path], AbstractContextManager]] = {
+TARGETS: dict[str, Callable[[Path, int], AbstractContextManager]] = {
     "peer: Orthanc 1.10": orthanc_target,
-    "gai receive (spool)": gai_target,
+    "gai receive --spool-only": gai_spool_target,
+    "gai receive, pipeline (thread)": pipeline_target(0),
+    "gai receive, pipeline (1 proc)": pipeline_target(1),
+    "gai receive, pipeline (2 proc)": pipeline_target(2),
     "ref: DCMTK storescp": storescp_target,
 }
 
@@ -216,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--skip-storescp", action="store_true", help="leave out the storescp reference"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="WORD",
+        help="run only the targets whose name contains WORD (repeatable)",
     )
     parser.add_argument(
         "--workdir", type=Path, help="where corpus and targets live (default: a temporary folder)"
@@ -237,25 +292,39 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPU(s); storescu with Nagle "
             f"{'off (TCP_NODELAY=1)' if args.nodelay else 'on (its default)'}"
         )
-        results: dict[str, float] = {}
+        answered: dict[str, float] = {}
+        finished: dict[str, float] = {}
         for name, target in TARGETS.items():
             if args.skip_storescp and "storescp" in name:
                 continue
-            times = []
+            if args.only and not any(word in name for word in args.only):
+                continue
+            times, totals = [], []
             for run in range(args.repeat):
-                workdir = root / f"run-{name.split(':')[0].split()[0]}-{run}"
+                workdir = root / f"run-{len(answered)}-{run}"
                 workdir.mkdir()
-                with target(workdir) as (port, called, calling):
+                with target(workdir, len(files)) as (port, called, calling, done):
+                    start = time.perf_counter()
                     times.append(push(files, port, called, calling, args.nodelay))
+                    done()
+                    totals.append(time.perf_counter() - start)
                 shutil.rmtree(workdir, ignore_errors=True)
-            results[name] = statistics.median(times)
-        peer = results["peer: Orthanc 1.10"]
-        print(f"{'target':<24} {'median s':>9} {'files/s':>9} {'MB/s':>7} {'x Orthanc':>10}")
-        for name, seconds in results.items():
+            answered[name] = statistics.median(times)
+            finished[name] = statistics.median(totals)
+        peer = finished.get("peer: Orthanc 1.10")
+        print(
+            f"{'target':<26} {'answered s':>10} {'done s':>8} {'files/s':>8} {'MB/s':>6} "
+            f"{'x Orthanc':>9}"
+        )
+        for name, seconds in finished.items():
+            ratio = f"{peer / seconds:>9.2f}" if peer else f"{'-':>9}"
             print(
-                f"{name:<24} {seconds:>9.2f} {len(files) / seconds:>9.1f} "
-                f"{megabytes / seconds:>7.1f} {peer / seconds:>10.2f}"
+                f"{name:<26} {answered[name]:>10.2f} {seconds:>8.2f} {len(files) / seconds:>8.1f} "
+                f"{megabytes / seconds:>6.1f} {ratio}"
             )
+        print(
+            "files/s, MB/s and the ratio use 'done': every object stored where the target keeps it"
+        )
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -107,10 +107,7 @@ def _storescu(
 
 
 # --- `gai receive` as a process -----------------------------------------------------------
-GAI = (
-    "import sys, gai_research.cli as cli\n"
-    "sys.exit(cli.main(sys.argv[1:]))\n"
-)
+GAI = "import sys, gai_research.cli as cli\nsys.exit(cli.main(sys.argv[1:]))\n"
 
 
 @pytest.mark.slow
@@ -119,7 +116,17 @@ def test_storescu_push_to_gai_receive_lands_every_file(home_settings: Settings) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GAI_")}
     env["GAI_HOME"] = str(home_settings.home)
     process = subprocess.Popen(
-        [sys.executable, "-c", GAI, "receive", "--port", str(port), "--bind", "127.0.0.1"],
+        [
+            sys.executable,
+            "-c",
+            GAI,
+            "receive",
+            "--spool-only",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

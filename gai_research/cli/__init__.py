@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gai_research.cli.deid",
     "gai_research.cli.vault",
     "gai_research.cli.receive",
+    "gai_research.cli.ingest",
     "gai_research.cli.catalog",
     "gai_research.cli.data",
 )
