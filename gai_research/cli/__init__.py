@@ -65,6 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # pydicom and pynetdicom quote identifiers (names, IDs, UIDs) in their records:
+    # the handler drops those records for every command, at every verbosity
+    from gai_research.ingest.logs import RedactDicomRecords
+
+    for log_handler in logging.root.handlers:
+        log_handler.addFilter(RedactDicomRecords())
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
