@@ -227,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 continue
             out = work / f"out-{name}"
-            times = []
+            times, loads = [], []
             for _ in range(args.repeat):
                 shutil.rmtree(out, ignore_errors=True)
                 if name == "gai":
                     shutil.rmtree(home / "vault", ignore_errors=True)
                 out.mkdir(parents=True)
                 _settle(files)
+                loads.append(os.getloadavg()[0])  # others' work on a shared machine skews a run
                 start = time.perf_counter()
                 runner(out)
                 times.append(time.perf_counter() - start)
@@ -241,10 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             found = leaks(out) if name != "floor" else {"files": len(files)}
             results.append({"tool": name, "label": label, "seconds": round(seconds, 2),
                             "runs_s": [round(t, 2) for t in times],
+                            "load_1min": [round(load, 2) for load in loads],
                             "files_per_s": round(len(files) / seconds, 1), **found})  # fmt: skip
-            runs = ", ".join(f"{t:.1f}" for t in times)
+            runs = ", ".join(f"{t:.2f}" for t in times)
+            load = ", ".join(f"{load:.1f}" for load in loads)
             print(
-                f"{name}: {len(files) / seconds:.1f} files/s (best of {args.repeat}: {seconds:.1f} s; runs {runs} s)"
+                f"{name}: {len(files) / seconds:.1f} files/s (best of {args.repeat}: {seconds:.2f} s; "
+                f"runs {runs} s; load before each run {load})"
             )
         floor = next((r["files_per_s"] for r in results if r["tool"] == "floor"), None)
         print()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import DataElement
@@ -35,6 +35,7 @@ CODED_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})
 _KEEP_UID_KEYWORD = re.compile(
     r"Class|TransferSyntax|CodingScheme|Context|MappingResource|CreatorUID|CreatorVersion|TemplateUID"
 )
+_MEMO_SIZE = 65536  # action() answers remembered
 _PREFERENCE = {
     "required": ("U", "D", "Z", "X"),
     "empty": ("Z", "D", "U", "X"),
@@ -86,6 +87,8 @@ class ActionTable:
     clean_unlisted: bool
     remove_graphics: bool
     method_sequence: bytes  # DeidentificationMethodCodeSequence, encoded once
+    # action() answers by (tag, VR, SOP class, top level): a pure cache, filled as elements come
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, profile: Profile) -> ActionTable:
@@ -141,6 +144,15 @@ class ActionTable:
 
     def action(self, tag: int, vr: str, sop_class_uid: str | None, top_level: bool) -> str:
         """One letter: what to do with this (public) element."""
+        key = (tag, vr, sop_class_uid, top_level)
+        letter = self._memo.get(key)
+        if letter is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            letter = self._memo[key] = self._action(tag, vr, sop_class_uid, top_level)
+        return letter
+
+    def _action(self, tag: int, vr: str, sop_class_uid: str | None, top_level: bool) -> str:
         listed = self.actions.get(tag)
         if listed is None:
             return self._unlisted(tag, vr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from gai_research.deid.elements import peek_value
+from gai_research.deid.elements import peek, peek_value
 
 __all__ = ["TEXT_VRS", "repair_charset"]
 
@@ -22,14 +22,20 @@ _KOREAN_LABELS = ("ISO 2022 IR 149", "ISO_IR 192", "GB18030", "GBK")
 _HANGUL = range(0xAC00, 0xD7A4)
 
 
-def _raw_text_values(ds: Dataset, found: list[tuple[Dataset, int, str, bytes]]) -> None:
-    """Collect (dataset, tag, VR, raw bytes) of every still-undecoded non-ASCII text element."""
-    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset itself would decode every element)
+def _raw_text_values(
+    ds: Dataset, found: list[tuple[Dataset, int, str, bytes]], *, keep: bool = True
+) -> None:
+    """Collect (dataset, tag, VR, raw bytes) of every still-undecoded non-ASCII text element.
+
+    ``keep``: sequences are decoded into the dataset (their items are about to be
+    changed); otherwise they are only read, and stay raw (written as they were).
+    """
+    for tag in list(ds._dict):
         element = ds.get_item(tag)
         vr = element.VR
         if vr == "SQ" or (vr is None and not isinstance(element, RawDataElement)):
-            for item in ds[tag].value or ():
-                _raw_text_values(item, found)
+            for item in _items(ds, tag, keep):
+                _raw_text_values(item, found, keep=keep)
             continue
         if not isinstance(element, RawDataElement):
             continue
@@ -41,11 +47,15 @@ def _raw_text_values(ds: Dataset, found: list[tuple[Dataset, int, str, bytes]]) 
             except KeyError:
                 continue
             if vr == "SQ":
-                for item in ds[tag].value or ():
-                    _raw_text_values(item, found)
+                for item in _items(ds, tag, keep):
+                    _raw_text_values(item, found, keep=keep)
                 continue
         if vr in TEXT_VRS and element.value and not element.value.isascii():
             found.append((ds, tag, vr, element.value))
+
+
+def _items(ds: Dataset, tag: int, keep: bool) -> list[Dataset]:
+    return list((ds[tag] if keep else peek(ds, tag)).value or ())
 
 
 def _decodes_as(values: list[bytes], codec: str) -> bool:
@@ -73,7 +83,7 @@ def detect_mislabel(ds: Dataset) -> str | None:
     if not utf8 and any(name in label for name in _KOREAN_LABELS):
         return None  # declared Korean-capable: pydicom decodes it right
     found: list[tuple[Dataset, int, str, bytes]] = []
-    _raw_text_values(ds, found)
+    _raw_text_values(ds, found, keep=False)  # only looking: sequences stay raw
     values = [raw for _, _, _, raw in found]
     if not values:
         return None

@@ -14,21 +14,32 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from gai_research.config import Site
 from gai_research.deid.actions import CODED_TAGS, TEXT_VRS, ActionTable
 from gai_research.deid.charset import repair_charset
 from gai_research.deid.dates import age_string, parse_da, shift_da, shift_dt
-from gai_research.deid.elements import peek, peek_strings, peek_text, peek_value, store, values_of
+from gai_research.deid.elements import (
+    peek,
+    peek_strings,
+    peek_text,
+    peek_value,
+    store,
+    tag_of,
+    text_values,
+    values_of,
+)
 from gai_research.deid.errors import RejectedError
 from gai_research.deid.keys import KeyRing
 from gai_research.deid.markers import set_file_meta, set_markers
 from gai_research.deid.pixels import apply_pixel_rule, check_burned_in
 from gai_research.deid.profile import Profile
+from gai_research.deid.rawio import decode_sequence
 from gai_research.deid.text import TextScrubber, normalize_rrn
 from gai_research.deid.types import (
     DeidRecord,
@@ -73,6 +84,8 @@ _DUMMY = {
     "IS": "0",
 }
 _STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "PN", *TEXT_VRS})
+_CHECKED_VRS = frozenset({"PN", *TEXT_VRS})  # kept values of these are checked for identifiers
+_LOOKED_AT_WHEN_KEPT = frozenset({"SQ", *_CHECKED_VRS})  # kept sequences are walked too
 _NUMERIC = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"})
 _OTHER_NAMES = (
     "OtherPatientNames",
@@ -112,6 +125,25 @@ def _scrubber(
     return TextScrubber(names=names, literals=literals, birth_date=birth)
 
 
+@lru_cache(maxsize=1024)
+def _shifted(vr: str, value: str, days: int) -> str:
+    """A DA or DT value moved by ``days`` (a pure cache: a series' slices share their dates)."""
+    return shift_da(value, days) if vr == "DA" else shift_dt(value, days)
+
+
+@lru_cache(maxsize=256)
+def _item_ids(raw: bytes, codecs: tuple[str, ...]) -> tuple[str, ...] | None:
+    """PatientID of each item of a raw OtherPatientIDsSequence value; None if not plain.
+
+    A pure cache over the value's bytes and character set: a patient's slices repeat them.
+    """
+    element = RawDataElement(BaseTag(0x00101002), "SQ", len(raw), raw, 0, False, True)
+    decoded = decode_sequence(element, list(codecs))
+    if decoded is None:
+        return None
+    return tuple(_text(item, "PatientID") for item in decoded.value)
+
+
 def _codecs(ds: Dataset) -> list[str]:
     value = ds._character_set
     return [value] if isinstance(value, str) else list(value)
@@ -143,12 +175,41 @@ class _Pseudonymizer:
             None  # Python codecs of the dataset (or item) being walked
         )
         self.changes = 0  # every change counts, so unchanged sequences can stay raw
+        self._originals: dict[int, list[str]] = {}  # top-level values read before the walk
+        self._sequence_ids: tuple[str, ...] | None = None  # OtherPatientIDsSequence IDs, once read
+
+    def _original(self, keyword: str) -> list[str]:
+        """A top-level attribute's values before any change (read once)."""
+        tag = tag_of(keyword)
+        values = self._originals.get(tag)
+        if values is None:
+            value = peek_value(self.ds, keyword)
+            values = self._originals[tag] = _values(value)
+        return values
+
+    def _original_text(self, keyword: str) -> str:
+        return "\\".join(self._original(keyword)).strip()
+
+    def _other_patient_ids(self) -> tuple[str, ...] | None:
+        """PatientID of each item of a plain raw OtherPatientIDsSequence (None: not plain, decode it).
+
+        Read from the sequence's bytes once per distinct value, without storing the
+        decoded items (the walk removes or keeps the sequence as it is).
+        """
+        if self._sequence_ids is None:
+            element = self.ds._dict.get(0x00101002)
+            if not isinstance(element, RawDataElement) or element.VR != "SQ" or not element.value:
+                return None
+            if element.is_implicit_VR or not element.is_little_endian:
+                return None
+            self._sequence_ids = _item_ids(element.value, tuple(_codecs(self.ds)))
+        return self._sequence_ids
 
     # --- identity -----------------------------------------------------------------
     def identify(self) -> tuple[str, str, OriginalIdentity]:
         """(pseudonym, linkage kind, original identity), and prepare the scrubber and date shift."""
-        ds, profile = self.ds, self.profile
-        patient_id = _text(ds, "PatientID")
+        profile = self.profile
+        patient_id = self._original_text("PatientID")
         rrn = self._find_rrn()
         if rrn and profile.linkage.cross_site:
             material, linkage = f"rrn:{rrn}", "rrn"
@@ -158,34 +219,36 @@ class _Pseudonymizer:
             material, linkage = f"site:{self.site.value}:rrn:{rrn}", "site_id"
         else:
             material, linkage = (
-                f"site:{self.site.value}:study:{_text(ds, 'StudyInstanceUID')}",
+                f"site:{self.site.value}:study:{self._original_text('StudyInstanceUID')}",
                 "study",
             )
         pseudonym = self.keys.patient_pseudonym(material)
         self.shift = self.keys.date_shift_days(material, profile.dates.max_shift_days)
-        names = [_text(ds, "PatientName")] + [
-            v for k in _OTHER_NAMES for v in _values(peek_value(ds, k))
-        ]
-        literals = [patient_id, _text(ds, "AccessionNumber"), *self._other_ids()]
-        self.scrubber = TextScrubber(
-            names=names, literals=literals, birth_date=parse_da(_text(ds, "PatientBirthDate"))
-        )
+        patient_name = self._original_text("PatientName")
+        names = [patient_name] + [v for k in _OTHER_NAMES for v in self._original(k)]
+        literals = [patient_id, self._original_text("AccessionNumber"), *self._other_ids()]
+        birth_date = self._original_text("PatientBirthDate")
+        self.scrubber = _scrubber(tuple(names), tuple(literals), parse_da(birth_date))
         identity = OriginalIdentity(
             site=self.site.value,
             patient_id=patient_id,
-            issuer_of_patient_id=_text(ds, "IssuerOfPatientID"),
-            patient_name=_text(ds, "PatientName"),
-            birth_date=_text(ds, "PatientBirthDate"),
+            issuer_of_patient_id=self._original_text("IssuerOfPatientID"),
+            patient_name=patient_name,
+            birth_date=birth_date,
             rrn_masked=f"{rrn[:6]}-{rrn[6]}******" if rrn else "",
         )
         return pseudonym, linkage, identity
 
     def _find_rrn(self) -> str | None:
-        candidates = _values(peek_value(self.ds, "PatientID"))
+        candidates = list(self._original("PatientID"))
         for name in self.profile.linkage.rrn_tags:
-            tag = tag_for_keyword(name)
+            tag = tag_of(name)
             tag = tag if tag is not None else int(name.replace(",", ""), 16)
-            if tag not in self.ds:
+            if tag not in self.ds._dict:
+                continue
+            ids = self._other_patient_ids() if tag == 0x00101002 else None
+            if ids is not None:  # OtherPatientIDsSequence, read once
+                candidates += ids
                 continue
             element = peek(self.ds, tag)
             if element.VR == "SQ":
@@ -199,21 +262,29 @@ class _Pseudonymizer:
         return None
 
     def _other_ids(self) -> Iterable[str]:
-        for item in peek_value(self.ds, "OtherPatientIDsSequence") or ():
-            yield _text(item, "PatientID")
-        yield from _values(peek_value(self.ds, "OtherPatientIDs"))
+        ids = self._other_patient_ids()
+        if ids is None:
+            ids = tuple(
+                _text(item, "PatientID")
+                for item in peek_value(self.ds, "OtherPatientIDsSequence") or ()
+            )
+        yield from ids
+        yield from self._original("OtherPatientIDs")
 
     def add_age(self) -> None:
         """PatientAge from birth date and study date, before either is changed (Retain Patient Characteristics)."""
-        ds = self.ds
-        if not self.profile.options.retain_patient_characteristics or _text(ds, "PatientAge"):
+        if not self.profile.options.retain_patient_characteristics or self._original_text(
+            "PatientAge"
+        ):
             return
-        birth = parse_da(_text(ds, "PatientBirthDate"))
-        reference = next((d for d in (parse_da(_text(ds, k)) for k in _AGE_REFERENCE) if d), None)
+        birth = parse_da(self._original_text("PatientBirthDate"))
+        reference = next(
+            (d for d in (parse_da(self._original_text(k)) for k in _AGE_REFERENCE) if d), None
+        )
         if birth and reference:
             age = age_string(birth, reference)
             if age:
-                store(ds, 0x00101010, "AS", age)
+                store(self.ds, 0x00101010, "AS", age)
 
     # --- the walk -----------------------------------------------------------------
     def walk(self, ds: Dataset, depth: int) -> None:
@@ -227,12 +298,14 @@ class _Pseudonymizer:
 
     def _walk(self, ds: Dataset, depth: int) -> None:
         private: list[int] = []
-        for tag in list(ds.keys()):
-            group, element = tag >> 16, tag & 0xFFFF
+        top = depth == 0
+        action_of, sop_class = self.table.action, self.sop_class
+        for tag, item in list(ds._dict.items()):
+            group = tag >> 16
             if group & 1:
                 private.append(tag)
                 continue
-            if (element == 0 and group > 0x0002) or group in (0xFFFA, 0xFFFC):
+            if (tag & 0xFFFF == 0 and group > 0x0002) or group in (0xFFFA, 0xFFFC):
                 del ds[tag]  # group lengths would be stale; digital signatures, padding
                 self.changes += 1
                 continue
@@ -241,10 +314,15 @@ class _Pseudonymizer:
                 self.removed["graphics"] += 1
                 self.changes += 1
                 continue
-            if depth == 0 and tag in _SET_BY_ENGINE:
+            if top and tag in _SET_BY_ENGINE:
                 continue
-            vr = self._vr(ds, tag)
-            self._apply(ds, tag, vr, self.table.action(tag, vr, self.sop_class, depth == 0), depth)
+            vr = item.VR
+            if vr is None or vr == "UN" or " or " in vr:
+                vr = self._vr(ds, tag)
+            action = action_of(int(tag), vr, sop_class, top)  # int: cheaper to compare than a Tag
+            if action == "K" and vr not in _LOOKED_AT_WHEN_KEPT:
+                continue  # most elements: kept as read, nothing to look at
+            self._apply(ds, tag, vr, action, depth)
         if private:
             self._private(ds, private, depth)
 
@@ -289,7 +367,7 @@ class _Pseudonymizer:
         elif action == "C" and vr == "TM":
             return  # whole-day shifts leave the time of day as it is
         elif action == "C" and (vr in TEXT_VRS or vr == "PN"):
-            self._clean(ds, peek(ds, tag), depth)
+            self._clean(ds, tag, vr, depth)
         else:  # D, and U or C on anything else
             self._dummy(ds, tag, vr, depth)
 
@@ -327,36 +405,36 @@ class _Pseudonymizer:
         return mapped
 
     def _shift(self, ds: Dataset, tag: int, vr: str, depth: int) -> None:
-        shift = shift_da if vr == "DA" else shift_dt
         values = peek_strings(ds, tag)
         if not values:
             return
-        moved = [shift(v, self.shift) for v in values]
+        moved = [_shifted(vr, v, self.shift) for v in values]
         _put(ds, tag, vr, moved, self.encodings, depth)
         self.changes += 1
         self.removed["date_shifted"] += 1
 
-    def _clean(self, ds: Dataset, element: DataElement, depth: int) -> None:
-        values = _values(element.value)
+    def _clean(self, ds: Dataset, tag: int, vr: str, depth: int) -> None:
+        values = text_values(ds, tag, self.encodings if depth == 0 else None)
         cleaned = []
         for value in values:
             text, removed = self.scrubber.clean(value)
             cleaned.append(text)
-            self.removed.update(removed)
             if removed:
-                residual_check(element.keyword, text, self.scrubber)
+                self.removed.update(removed)
+                residual_check(keyword_for_tag(tag), text, self.scrubber)
         if cleaned != values:
-            _put(ds, element.tag, element.VR, cleaned, self.encodings, depth)
+            _put(ds, tag, vr, cleaned, self.encodings, depth)
             self.changes += 1
-            self.written.append((element.VR, cleaned))
+            self.written.append((vr, cleaned))
 
     def _check_kept(self, ds: Dataset, tag: int, depth: int) -> None:
         """Text the profile keeps must still hold no identifier (else the file is quarantined)."""
         if tag in CODED_TAGS:
             return
-        element = peek(ds, tag)
-        for value in _values(element.value):
-            residual_check(element.keyword, value, self.scrubber)
+        detect = self.scrubber.detect
+        for value in text_values(ds, tag, self.encodings if depth == 0 else None):
+            if detect(value) is not None:
+                residual_check(keyword_for_tag(tag), value, self.scrubber)
 
     def _dummy(self, ds: Dataset, tag: int, vr: str, depth: int) -> None:
         if vr in _DUMMY:
@@ -371,6 +449,13 @@ class _Pseudonymizer:
 
     def _private(self, ds: Dataset, tags: list[int], depth: int) -> None:
         safe = self.table.safe_private
+        if not safe:  # the default: every private element and creator goes, unread
+            for tag in tags:
+                del ds[tag]
+                if not 0x10 <= tag & 0xFFFF <= 0xFF:
+                    self.removed["private"] += 1
+                self.changes += 1
+            return
         creators = {
             (t >> 16, t & 0xFF): str(ds[t].value or "").strip()
             for t in tags
@@ -438,9 +523,9 @@ def pseudonymize(
     repaired = repair_charset(ds)
     worker = _Pseudonymizer(ds, profile, keys, site, table)
     pseudonym, linkage, identity = worker.identify()
-    original_study = _text(ds, "StudyInstanceUID")
-    original_accession = _text(ds, "AccessionNumber")
-    original_study_date = _text(ds, "StudyDate")
+    original_study = worker._original_text("StudyInstanceUID")
+    original_accession = worker._original_text("AccessionNumber")
+    original_study_date = worker._original_text("StudyDate")
     worker.add_age()
     worker.walk(ds, 0)
     set_markers(

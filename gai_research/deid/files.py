@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import warnings
 from io import BytesIO
 from pathlib import Path
@@ -19,18 +18,18 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element, write_file_meta_info
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID
 
-from gai_research.deid.elements import peek, peek_text, peek_value
+from gai_research.deid.elements import peek_strings, peek_text, peek_value
 from gai_research.deid.errors import RejectedError
+from gai_research.deid.rawio import encode_parts, read_explicit_le
 from gai_research.deid.types import QuarantineReason
 
-__all__ = ["output_relpath", "quarantine_file", "read_dataset", "write_dataset"]
+__all__ = ["encode_fast", "output_relpath", "quarantine_file", "read_dataset", "write_dataset"]
 
 _EOF_MESSAGES = ("end of file", "eof", "truncat", "premature", "fewer bytes")
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_IOV_MAX = 1024
 
 
 def read_dataset(path: Path) -> Dataset:
@@ -38,16 +37,20 @@ def read_dataset(path: Path) -> Dataset:
 
     A file with the ``DICM`` prefix is DICOM; one without is accepted only when
     pydicom, forced, finds a SOP Class and SOP Instance UID in it (a raw dataset).
+    Plain Explicit VR Little Endian files are read by :func:`read_explicit_le`
+    (the same dataset, faster), everything else by ``dcmread``.
     """
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
-                ds = dcmread(path)
-                has_prefix = True
-            except InvalidDicomError:
-                ds = dcmread(path, force=True)
-                has_prefix = False
+            has_prefix = True
+            ds = read_explicit_le(path)
+            if ds is None:
+                try:
+                    ds = dcmread(path)
+                except InvalidDicomError:
+                    ds = dcmread(path, force=True)
+                    has_prefix = False
     except Exception as exc:  # pydicom raises many kinds on broken input
         raise RejectedError(
             QuarantineReason.UNREADABLE, f"pydicom cannot read it ({type(exc).__name__})"
@@ -70,14 +73,14 @@ def read_dataset(path: Path) -> Dataset:
 
 def _has_uid(ds: Dataset, tag: int) -> bool:
     try:
-        return tag in ds and bool(str(peek(ds, tag).value or "").strip())
+        return tag in ds and bool("\\".join(peek_strings(ds, tag)).strip())
     except Exception:
         return False
 
 
 def _check_complete(ds: Dataset) -> None:
     """Raise TRUNCATED when the last element or the native pixel data is shorter than declared."""
-    tags = list(ds.keys())
+    tags = list(ds._dict)
     if tags:
         last = ds.get_item(tags[-1])
         short = (
@@ -91,11 +94,8 @@ def _check_complete(ds: Dataset) -> None:
             )
     if "PixelData" not in ds:
         return
-    syntax = (
-        ds.file_meta.get("TransferSyntaxUID")
-        if getattr(ds, "file_meta", None) is not None
-        else None
-    )
+    meta = getattr(ds, "file_meta", None)
+    syntax = peek_value(meta, "TransferSyntaxUID") if meta is not None else None
     if syntax is not None and UID(syntax).is_compressed:
         return
     try:
@@ -134,16 +134,16 @@ def write_dataset(ds: Dataset, output_dir: Path, relpath: Path) -> bool:
     DUPLICATE_INSTANCE, and a file cut short by an interrupted earlier run (a
     prefix of the new bytes) is replaced. A failed write removes its partial file.
     """
-    data = encode_fast(ds)
-    if data is None:
+    parts = encode_parts(ds)
+    if parts is None:
         buffer = BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
-        data = buffer.getvalue()
+        parts = [buffer.getvalue()]
     target = output_dir / relpath
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = _create(target)
     except FileExistsError:
+        data = b"".join(parts)
         existing = target.read_bytes()
         if existing == data:
             return False
@@ -155,15 +155,33 @@ def write_dataset(ds: Dataset, output_dir: Path, relpath: Path) -> bool:
             f"output {relpath.name} exists with different content",
         ) from None
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, parts)
     except BaseException:
         os.close(fd)
         target.unlink(missing_ok=True)
         raise
     os.close(fd)
     return True
+
+
+def _create(target: Path) -> int:
+    """Claim ``target`` with an exclusive create; its folders are made when missing."""
+    try:
+        return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:  # the first file of a series: no folder yet
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write every part, in order, without joining them (no copy of the pixel data)."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while written and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
 
 
 def _replace(target: Path, data: bytes) -> None:
@@ -175,59 +193,17 @@ def _replace(target: Path, data: bytes) -> None:
         temp.unlink(missing_ok=True)
 
 
-_LONG_VRS = frozenset(
-    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
-)
-
-
 def encode_fast(ds: Dataset) -> bytes | None:
     """The file's bytes for the common case, Explicit VR Little Endian in and out, else None.
 
     Elements still raw (untouched by pseudonymization) are copied byte for byte;
     changed ones and sequences are encoded by pydicom's own element writer. The
     result is what ``ds.save_as(enforce_file_format=True)`` writes, without the
-    per-element overhead for the majority of elements that did not change.
+    per-element overhead for the majority of elements that did not change
+    (:func:`~gai_research.deid.rawio.encode_parts`).
     """
-    meta = getattr(ds, "file_meta", None)
-    if meta is None or meta.get("TransferSyntaxUID") != ExplicitVRLittleEndian:
-        return None
-    if ds.original_encoding != (False, True) or ds.original_character_set != ds._character_set:
-        return None
-    head = DicomBytesIO()
-    head.is_little_endian, head.is_implicit_VR = True, False
-    head.write(getattr(ds, "preamble", None) or b"\0" * 128)
-    head.write(b"DICM")
-    write_file_meta_info(head, meta, enforce_standard=True)
-    parts = [head.getvalue()]
-    encodings = ds.get("SpecificCharacterSet", "iso8859")
-    pack_short, pack_long = struct.Struct("<HH2sH").pack, struct.Struct("<HH2sHI").pack
-    for tag in sorted(ds.keys()):
-        group, number = tag >> 16, tag & 0xFFFF
-        if number == 0 and group > 6:
-            continue
-        element = ds.get_item(tag)
-        if (
-            isinstance(element, RawDataElement)
-            and element.VR is not None
-            and element.value is not None
-            and element.length != 0xFFFFFFFF
-            and not element.is_implicit_VR
-            and element.is_little_endian
-        ):
-            value, vr = element.value, element.VR
-            if vr in _LONG_VRS:
-                parts.append(pack_long(group, number, vr.encode(), 0, len(value)))
-                parts.append(value)
-                continue
-            if len(value) <= 0xFFFF:
-                parts.append(pack_short(group, number, vr.encode(), len(value)))
-                parts.append(value)
-                continue
-        body = DicomBytesIO()
-        body.is_little_endian, body.is_implicit_VR = True, False
-        write_data_element(body, element, encodings)
-        parts.append(body.getvalue())
-    return b"".join(parts)
+    parts = encode_parts(ds)
+    return None if parts is None else b"".join(parts)
 
 
 def content_hash(path: Path) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["KeyRing"]
 
@@ -25,6 +26,32 @@ ACCESSION_PREFIX = "GA"
 
 def _mac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
+# The derivations are pure functions of (purpose key, input): cached, since the slices of a
+# series repeat their patient, study, series and frame of reference.
+@lru_cache(maxsize=256)
+def _pseudonym(key: bytes, material: str) -> str:
+    return PSEUDONYM_PREFIX + base64.b32encode(_mac(key, material)[:10]).decode("ascii")
+
+
+@lru_cache(maxsize=256)
+def _shift_days(key: bytes, material: str, max_days: int) -> int:
+    value = int.from_bytes(_mac(key, material)[:8], "big")
+    return -(1 + value % max_days)
+
+
+@lru_cache(maxsize=256)
+def _accession(key: bytes, site: str, original: str) -> str:
+    digest = _mac(key, f"{site}\0{original}")
+    return ACCESSION_PREFIX + base64.b32encode(digest[:10]).decode("ascii")[:14]
+
+
+@lru_cache(maxsize=4096)
+def _uid(key: bytes, original: str) -> str:
+    """A remapped UID (a pure cache: a series' slices share their study, series and frame UIDs)."""
+    digest = _mac(key, original)
+    return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
 
 
 @dataclass(frozen=True)
@@ -56,20 +83,16 @@ class KeyRing:
 
     def patient_pseudonym(self, linkage_material: str) -> str:
         """``GP`` + 16 base32 characters (80 bits): fits PatientID (LO) and PatientName (PN)."""
-        digest = _mac(self.patient_key, linkage_material)
-        return PSEUDONYM_PREFIX + base64.b32encode(digest[:10]).decode("ascii")
+        return _pseudonym(self.patient_key, linkage_material)
 
     def date_shift_days(self, linkage_material: str, max_days: int) -> int:
         """A per-patient shift in ``[-max_days, -1]``: never zero, dates always move back."""
-        value = int.from_bytes(_mac(self.date_key, linkage_material)[:8], "big")
-        return -(1 + value % max_days)
+        return _shift_days(self.date_key, linkage_material, max_days)
 
     def uid(self, original: str) -> str:
         """``2.25.<integer>`` of a version-4-shaped UUID made from the keyed hash of the UID."""
-        digest = _mac(self.uid_key, original.strip().rstrip("\0"))
-        return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
+        return _uid(self.uid_key, original.strip().rstrip("\0"))
 
     def accession_number(self, site: str, original: str) -> str:
         """``GA`` + 14 base32 characters: fits AccessionNumber (SH, 16)."""
-        digest = _mac(self.accession_key, f"{site}\0{original.strip()}")
-        return ACCESSION_PREFIX + base64.b32encode(digest[:10]).decode("ascii")[:14]
+        return _accession(self.accession_key, site, original.strip())

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     ExplicitVRBigEndian,
@@ -30,13 +30,14 @@ def set_markers(
     PatientIdentityRemoved YES, DeidentificationMethod, DeidentificationMethodCodeSequence
     (113100 and the option codes in effect) and LongitudinalTemporalInformationModified.
     """
-    store(ds, 0x00100010, "PN", pseudonym)
-    store(ds, 0x00100020, "LO", pseudonym)
+    codecs = ds._character_set
+    store(ds, 0x00100010, "PN", pseudonym, codecs)
+    store(ds, 0x00100020, "LO", pseudonym, codecs)
     if peek_text(ds, "AccessionNumber"):
-        store(ds, 0x00080050, "SH", accession)
+        store(ds, 0x00080050, "SH", accession, codecs)
     store(ds, 0x00120062, "CS", "YES")
     method = ["gai-research deid, PS3.15 E.1-1 2024b", f"profile {profile.name[:40]}"]
-    store(ds, 0x00120063, "LO", method)
+    store(ds, 0x00120063, "LO", method, codecs)
     if ds.original_encoding in ((False, True), (None, None)):
         codes = table.method_sequence  # encoded once per run (Explicit VR Little Endian)
         ds[0x00120064] = RawDataElement(Tag(0x00120064), "SQ", len(codes), codes, 0, False, True)
@@ -55,11 +56,21 @@ def set_file_meta(ds: Dataset) -> None:
             syntax = ImplicitVRLittleEndian
         else:
             syntax = ExplicitVRBigEndian if little is False else ExplicitVRLittleEndian
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = peek_value(ds, "SOPClassUID")
-    meta.MediaStorageSOPInstanceUID = peek_value(ds, "SOPInstanceUID")
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-    ds.file_meta = meta
+    elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    for tag, vr, value in (
+        (0x00020002, "UI", peek_value(ds, "SOPClassUID")),
+        (0x00020003, "UI", peek_value(ds, "SOPInstanceUID")),
+        (0x00020010, "UI", syntax),
+        (0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID),
+        (0x00020013, "SH", IMPLEMENTATION_VERSION),
+    ):
+        if isinstance(value, str) and value.isascii():  # encoded now: written as it is
+            encoded = value.encode("ascii")
+            if len(encoded) % 2:
+                encoded += b"\0" if vr == "UI" else b" "
+            key = BaseTag(tag)
+            elements[key] = RawDataElement(key, vr, len(encoded), encoded, 0, False, True)
+        else:
+            elements[BaseTag(tag)] = DataElement(tag, vr, value)
+    ds.file_meta = FileMetaDataset(elements)
     ds.preamble = b"\0" * 128

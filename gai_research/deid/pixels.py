@@ -21,7 +21,8 @@ __all__ = ["apply_pixel_rule", "check_burned_in"]
 
 _SECONDARY_CAPTURE = re.compile(r"1\.2\.840\.10008\.5\.1\.4\.1\.1\.7(\.[1-4])?")
 _ENCAPSULATED = "1.2.840.10008.5.1.4.1.1.104."
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_ENCAPSULATED_DOCUMENT = 0x00420011
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # pixel data, float and double float
 
 
 _text = peek_text
@@ -51,12 +52,12 @@ def _suspect(ds: Dataset, profile: Profile) -> bool:
 
 def check_burned_in(ds: Dataset, profile: Profile) -> PixelRule | None:
     """The pixel rule to apply, ``None`` when nothing needs masking; raise when it must be quarantined."""
-    if _text(ds, "SOPClassUID").startswith(_ENCAPSULATED) or "EncapsulatedDocument" in ds:
+    if _text(ds, "SOPClassUID").startswith(_ENCAPSULATED) or _ENCAPSULATED_DOCUMENT in ds._dict:
         raise RejectedError(
             QuarantineReason.ENCAPSULATED_DOCUMENT,
             "encapsulated document: its content cannot be cleaned",
         )
-    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+    if not any(tag in ds._dict for tag in _PIXEL_TAGS):
         return None
     flag = _text(ds, "BurnedInAnnotation").upper()
     if flag == "NO":

@@ -5,8 +5,10 @@ reading tolerantly, writing atomically under pseudonymous names, quarantining
 (the file unchanged, a reason beside it), the vault and the audit trail. Counts
 reconcile: ``read == written + quarantined`` (by reason).
 
-Work is split into chunks of file paths for a process pool; each worker reads and
-writes its own files, so only paths and small records cross process boundaries.
+Work is split into chunks of file paths for a process pool (forked where the
+platform allows, so workers start with the modules and tables already loaded);
+each worker receives the job once, when it starts, and then reads and writes its
+own files, so only paths and small records cross process boundaries.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Job:
-    """Everything a worker needs, sent with each chunk (no worker globals)."""
+    """Everything a worker needs: given to each worker process once, when it starts."""
 
     profile: Profile
     table: ActionTable
@@ -54,12 +56,43 @@ class _Job:
 
 
 def list_inputs(input_dir: Path) -> list[Path]:
-    """Every file under ``input_dir`` (recursively, hidden ones too), in a stable order."""
-    found = []
-    for root, dirs, files in os.walk(input_dir, followlinks=False):
-        dirs.sort()
-        found.extend(Path(root) / name for name in sorted(files))
-    return [path for path in found if path.is_file()]
+    """Every file under ``input_dir`` (recursively, hidden ones too), in a stable order.
+
+    Folders in name order, each one's files before its subfolders; links to files
+    count, links to folders are not followed. One directory scan per folder: its
+    entries say what they are, so files are not stat-ed again.
+    """
+    found: list[Path] = []
+    _scan(os.fspath(input_dir), found)
+    return found
+
+
+def _scan(folder: str, found: list[Path]) -> None:
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:
+        return  # as os.walk: an unreadable folder is skipped
+    folders = []
+    for entry in entries:
+        try:
+            is_folder = entry.is_dir()
+        except OSError:
+            is_folder = False
+        if is_folder:
+            folders.append(entry)
+        elif _is_file(entry):
+            found.append(Path(entry.path))
+    for entry in folders:
+        if not entry.is_symlink():
+            _scan(entry.path, found)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _redact(message: str) -> str:
@@ -122,9 +155,30 @@ def _process_chunk(job: _Job, chunk: list[tuple[int, str]]) -> list[FileOutcome]
     return [_process_one(job, index, Path(path)) for index, path in chunk]
 
 
+class _Worker:
+    """The job of this worker process, set once by the pool's initializer."""
+
+    job: _Job | None = None
+
+    @classmethod
+    def start(cls, job: _Job) -> None:
+        cls.job = job
+
+    @classmethod
+    def run(cls, chunk: list[tuple[int, str]]) -> list[FileOutcome]:
+        if cls.job is None:  # pragma: no cover - only if the initializer did not run
+            raise RuntimeError("deid worker started without its job")
+        return _process_chunk(cls.job, chunk)
+
+
 def _chunks(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _chunk_size(files: int, workers: int) -> int:
+    """Files per task: about 32 tasks per worker (an even finish), at most 32 (a steady progress bar)."""
+    return max(1, min(32, files // (workers * 32)))
 
 
 def _check_folders(input_dir: Path, output_dir: Path, quarantine_dir: Path) -> None:
@@ -256,10 +310,12 @@ def _run(
         for index, path in files:
             done(_process_one(job, index, Path(path)))
         return outcomes
-    size = max(1, min(32, len(files) // (workers * 8) or 1))
     context = get_context("fork") if "fork" in get_all_start_methods() else get_context()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_process_chunk, job, chunk) for chunk in _chunks(files, size)]
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_Worker.start, initargs=(job,)
+    ) as pool:  # a worker that dies fails the run (BrokenProcessPool) instead of hanging it
+        chunks = _chunks(files, _chunk_size(len(files), workers))
+        futures = [pool.submit(_Worker.run, chunk) for chunk in chunks]
         for future in as_completed(futures):
             for outcome in future.result():
                 done(outcome)

@@ -95,6 +95,7 @@ _TWO_CHAR_SURNAMES = frozenset(
         "東方",
     ]
 )
+_MEMO_SIZE = 4096  # texts remembered per scrubber
 _CJK = re.compile(r"[\u3400-\u9fff\uac00-\ud7a3\uf900-\ufaff]")
 
 
@@ -241,6 +242,9 @@ class TextScrubber:
             self._passes.append(("own", self._own, False))
         self._passes.append(("name", _ROLE_NAME_RE, False))
         self._passes += [("address", _ADDRESS_RE, True), ("address", _ROMAN_ADDRESS_RE, False)]
+        # what this patient's values came to: a series' slices repeat them (pure caches, bounded)
+        self._cleaned: dict[str, tuple[str, Counter]] = {}
+        self._clean_texts: set[str] = set()
 
     def _maybe(self, text: str) -> bool:
         """A quick test: could any pass match? (Most values are plain text with nothing to remove.)"""
@@ -250,6 +254,14 @@ class TextScrubber:
 
     def clean(self, text: str) -> tuple[str, Counter]:
         """``(cleaned text, Counter of what was removed by kind)``; unchanged text is returned as is."""
+        known = self._cleaned.get(text)
+        if known is None:
+            if len(self._cleaned) >= _MEMO_SIZE:
+                self._cleaned.clear()
+            known = self._cleaned[text] = self._clean(text)
+        return known[0], Counter(known[1])
+
+    def _clean(self, text: str) -> tuple[str, Counter]:
         removed: Counter = Counter()
         if not text or not self._maybe(text):
             return text, removed
@@ -273,6 +285,16 @@ class TextScrubber:
 
     def detect(self, text: str) -> str | None:
         """The kind of the first identifier found in ``text`` (``"rrn"``, ``"name"``, ...), or None."""
+        if text in self._clean_texts:
+            return None
+        kind = self._detect(text)
+        if kind is None:
+            if len(self._clean_texts) >= _MEMO_SIZE:
+                self._clean_texts.clear()
+            self._clean_texts.add(text)
+        return kind
+
+    def _detect(self, text: str) -> str | None:
         if not text or not self._maybe(text):
             return None
         for kind, pattern, check in self._passes:

@@ -45,9 +45,9 @@ def validate_output(
 ) -> None:
     """Raise INVALID_OUTPUT (a message naming attributes, never values) when a check fails."""
     meta = ds.file_meta
-    if meta.get("MediaStorageSOPInstanceUID") != peek_value(ds, "SOPInstanceUID"):
+    if peek_value(meta, "MediaStorageSOPInstanceUID") != peek_value(ds, "SOPInstanceUID"):
         raise _fail("file meta SOP Instance UID differs from the dataset's")
-    if meta.get("MediaStorageSOPClassUID") != peek_value(ds, "SOPClassUID"):
+    if peek_value(meta, "MediaStorageSOPClassUID") != peek_value(ds, "SOPClassUID"):
         raise _fail("file meta SOP Class UID differs from the dataset's")
     if (
         peek_value(ds, "PatientIdentityRemoved") != "YES"
