@@ -16,6 +16,7 @@ from gai_research.synth.headers import (
     code_item,
     instance_attributes,
     instance_path,
+    projection_detector,
     series_base,
     study_result,
 )
@@ -42,23 +43,15 @@ def write_chest_dx(ctx: StudyContext, root: Path) -> StudyResult:
     ds.ExposureTime = 10
     ds.XRayTubeCurrent = 250
     ds.Exposure = 3
-    ds.DistanceSourceToDetector = "1800"
-    ds.DetectorType = "SCINTILLATOR"
-    ds.DetectorConfiguration = "AREA"
-    ds.DetectorID = f"{ctx.equipment.station}-D1"
-    ds.ImagerPixelSpacing = [f"{DX_PIXEL_MM:.3f}", f"{DX_PIXEL_MM:.3f}"]
-    ds.PixelSpacing = [f"{DX_PIXEL_MM:.3f}", f"{DX_PIXEL_MM:.3f}"]
-    ds.PixelSpacingCalibrationType = "GEOMETRY"
-    ds.PixelSpacingCalibrationDescription = "magnification of the detector plane ignored"
-    ds.PixelIntensityRelationship = "LOG"
-    ds.PixelIntensityRelationshipSign = 1
-    ds.RescaleIntercept = 0
-    ds.RescaleSlope = 1
-    ds.RescaleType = "US"
-    ds.PresentationLUTShape = "IDENTITY"
-    ds.WindowCenter = DX_MAX // 2 + 1
-    ds.WindowWidth = DX_MAX + 1
-    ds.AcquisitionContextSequence = Sequence()
+    projection_detector(
+        ds,
+        ctx,
+        detector_type="SCINTILLATOR",
+        source_to_detector_mm=1800,
+        pixel_mm=DX_PIXEL_MM,
+        max_value=DX_MAX,
+        calibration="magnification of the detector plane ignored",
+    )
     instance = instance_attributes(ctx, series, 1)
     add_pixels(instance, image.pixels, bits_stored=12)
     SeriesWriter(ds).write(instance_path(root, ctx, series, 1), instance)

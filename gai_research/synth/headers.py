@@ -217,6 +217,38 @@ def series_base(ctx: StudyContext, series: SeriesSpec, sop_class_uid: str) -> Da
     return ds
 
 
+def projection_detector(
+    ds: Dataset,
+    ctx: StudyContext,
+    *,
+    detector_type: str,
+    source_to_detector_mm: int,
+    pixel_mm: float,
+    max_value: int,
+    calibration: str,
+) -> None:
+    """The detector, spacing and presentation attributes that DX and MG images share
+    (For Presentation, log intensities, identity LUT, a window over the full range)."""
+    spacing = [f"{pixel_mm:.3f}", f"{pixel_mm:.3f}"]
+    ds.DistanceSourceToDetector = str(source_to_detector_mm)
+    ds.DetectorType = detector_type
+    ds.DetectorConfiguration = "AREA"
+    ds.DetectorID = f"{ctx.equipment.station}-D1"
+    ds.ImagerPixelSpacing = spacing
+    ds.PixelSpacing = list(spacing)
+    ds.PixelSpacingCalibrationType = "GEOMETRY"
+    ds.PixelSpacingCalibrationDescription = calibration
+    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationshipSign = 1
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = 1
+    ds.RescaleType = "US"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.WindowCenter = max_value // 2 + 1
+    ds.WindowWidth = max_value + 1
+    ds.AcquisitionContextSequence = Sequence()
+
+
 def instance_attributes(
     ctx: StudyContext, series: SeriesSpec, number: int, seconds: int = 0
 ) -> Dataset:

@@ -16,6 +16,7 @@ from gai_research.synth.headers import (
     code_item,
     instance_attributes,
     instance_path,
+    projection_detector,
     series_base,
     study_result,
 )
@@ -56,23 +57,15 @@ def write_mammography(ctx: StudyContext, root: Path) -> StudyResult:
     base.FilterMaterial = "RHODIUM"
     base.CompressionForce = 110
     base.BodyPartThickness = 48
-    base.DistanceSourceToDetector = "650"
-    base.DetectorType = "DIRECT"
-    base.DetectorConfiguration = "AREA"
-    base.DetectorID = f"{ctx.equipment.station}-D1"
-    base.ImagerPixelSpacing = [f"{MG_PIXEL_MM:.3f}", f"{MG_PIXEL_MM:.3f}"]
-    base.PixelSpacing = [f"{MG_PIXEL_MM:.3f}", f"{MG_PIXEL_MM:.3f}"]
-    base.PixelSpacingCalibrationType = "GEOMETRY"
-    base.PixelSpacingCalibrationDescription = "detector plane"
-    base.PixelIntensityRelationship = "LOG"
-    base.PixelIntensityRelationshipSign = 1
-    base.RescaleIntercept = 0
-    base.RescaleSlope = 1
-    base.RescaleType = "US"
-    base.PresentationLUTShape = "IDENTITY"
-    base.WindowCenter = MG_MAX // 2 + 1
-    base.WindowWidth = MG_MAX + 1
-    base.AcquisitionContextSequence = Sequence()
+    projection_detector(
+        base,
+        ctx,
+        detector_type="DIRECT",
+        source_to_detector_mm=650,
+        pixel_mm=MG_PIXEL_MM,
+        max_value=MG_MAX,
+        calibration="detector plane",
+    )
     writer = SeriesWriter(base)
     result = study_result(ctx, len(views))
     for number, view in enumerate(views, start=1):
