@@ -19,6 +19,10 @@ command -v Orthanc >/dev/null 2>&1 || need_pkgs+=(orthanc)
 [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_pkgs+=(orthanc-dicomweb)
 command -v storescu >/dev/null 2>&1 || need_pkgs+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || need_pkgs+=(dicom3tools)
+# headless browser for page tests and the report's PDF; Korean fonts; PDF -> PNG checks
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_pkgs+=(fonts-noto-cjk)
+command -v pdftoppm >/dev/null 2>&1 || need_pkgs+=(poppler-utils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing Debian packages: ${need_pkgs[*]}"
