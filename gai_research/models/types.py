@@ -206,7 +206,7 @@ class Prediction:
     ``score``: the study-level probability/score of the task's positive class (None when a
     model only measures volumes); ``scores``: other named study-level scores;
     ``raw``: the vendor's own output, JSON-able, kept for audit; ``timing``: seconds the
-    adapter measured itself (e.g. ``first_store_to_last_result`` for DICOM nodes).
+    adapter measured itself (e.g. ``first_store_to_last_result_s`` for DICOM nodes).
     """
 
     study_uid: str

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "OPERATIONAL_TABLES",
+    "PREDICTIONS",
+    "RESULT_TABLES",
     "SCHEMA_VERSION",
     "SNAPSHOT_TABLES",
     "TABLES",
@@ -312,16 +314,57 @@ SYNC_STATE = Table(
     ("site", "source"),
 )
 
+PREDICTIONS = Table(
+    "predictions",
+    "One row per model prediction (or recorded failure) for one study of one snapshot; "
+    "written by `gai models run` (gai_research.models.store), not part of snapshots.",
+    (
+        _c("model", "VARCHAR", "registry name of the model, e.g. baseline-lung-nodule-ct", "key"),
+        _c("model_version", "VARCHAR", "the model's version (ModelInfo.version)", "key"),
+        _c("snapshot", "VARCHAR", "catalog snapshot hash the study was read from", "key"),
+        _c("study_uid", "VARCHAR", "the study (pseudonymous)", "key"),
+        _c("status", "VARCHAR", "ok, failed, timeout or skipped", "replace", True),
+        _c(
+            "reason",
+            "VARCHAR",
+            "why it is not ok: timeout, unavailable, malformed, input, modality, error, ...",
+            "replace",
+        ),
+        _c("error", "VARCHAR", "the error message (no patient identifiers)", "replace"),
+        _c(
+            "latency_s",
+            "DOUBLE",
+            "seconds from study handed over to prediction available (DICOM nodes: first "
+            "C-STORE to last result)",
+            "replace",
+        ),
+        _c(
+            "score",
+            "DOUBLE",
+            "the study-level score (Prediction.score), for quick queries",
+            "replace",
+        ),
+        _c("prediction", "VARCHAR", "the Prediction as JSON (Prediction.to_json)", "replace"),
+        _c("model_info", "VARCHAR", "the ModelInfo as JSON", "replace"),
+        _c("created_at", "TIMESTAMP", "when the prediction was made (UTC)", "replace", True),
+    ),
+    ("model", "model_version", "snapshot", "study_uid"),
+)
+
 #: The research tables, in snapshot order.
 SNAPSHOT_TABLES: tuple[Table, ...] = (PATIENTS, STUDIES, SERIES, INSTANCES, LABELS)
 #: The writer's own bookkeeping, kept out of snapshots so a run alone never changes a hash.
 OPERATIONAL_TABLES: tuple[Table, ...] = (INGEST_RUNS, SYNC_STATE)
 TABLES: dict[str, Table] = {t.name: t for t in SNAPSHOT_TABLES + OPERATIONAL_TABLES}
+#: Results written next to the catalog by the model runner (kept out of snapshots: a
+#: model run never changes a snapshot hash). Not in TABLES, whose columns docs/catalog.md
+#: lists; docs/models.md describes these.
+RESULT_TABLES: tuple[Table, ...] = (PREDICTIONS,)
 
 
 def create_statements() -> list[str]:
     """DDL for a new catalog (idempotent)."""
-    statements = [t.ddl() for t in TABLES.values()]
+    statements = [t.ddl() for t in (*TABLES.values(), *RESULT_TABLES)]
     statements.append(
         "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR NOT NULL, value VARCHAR)"
     )
