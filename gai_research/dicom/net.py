@@ -216,8 +216,11 @@ def store_files(
     *,
     on_file: Callable[[bool], None] | None = None,
     retries: int = 2,
+    timeout: float = 30.0,
 ) -> StoreResult:
     """C-STORE every file to ``node``; a dropped association is re-opened up to ``retries`` times.
+
+    ``timeout`` bounds the association request and each DIMSE response (seconds).
 
     Files that cannot be read or are refused are counted in ``reasons`` and the batch goes on.
     ``on_file(ok)`` is called once per file (progress bars).
@@ -256,7 +259,7 @@ def store_files(
                 continue
             while True:
                 if assoc is None or not assoc.is_established:
-                    assoc = associate(node, calling_ae, contexts)
+                    assoc = associate(node, calling_ae, contexts, timeout=timeout)
                 status = assoc.send_c_store(dataset)
                 if status and "Status" in status:
                     break
