@@ -8,7 +8,7 @@ export GAI_HOME ?= $(CURDIR)/var
 
 help:
 	@echo "make setup   install everything (idempotent): Debian services, .venv, hub proxy"
-	@echo "make demo    setup, then the platform demo (synthetic cohort -> site PACS)"
+	@echo "make demo    setup, then the platform demo (PACS -> store -> models -> MLflow -> report -> hub)"
 	@echo "make test    setup, then lint and the whole test suite (real services on loopback)"
 	@echo "make bench   setup, then the benchmarks in benchmarks/"
 	@echo "make clean   stop the site PACS and remove var/ (the demo's platform home)"
@@ -39,5 +39,7 @@ bench: setup
 	@bash scripts/bench.sh
 
 clean:
+	-@[ -x $(GAI) ] && $(GAI) hub stop >/dev/null 2>&1 || true
+	-@[ -x $(GAI) ] && $(GAI) models simulators down >/dev/null 2>&1 || true
 	-@[ -x $(GAI) ] && $(GAI) pacs down >/dev/null 2>&1 || true
 	rm -rf var
