@@ -226,3 +226,22 @@ def test_nothing_identifying_in_what_mlflow_holds(runs, client) -> None:
     for identifier in runs["catalog"].identifiers:
         assert all(identifier not in text for text in texts), "a planted identifier leaked"
     assert runs["catalog"].key_text not in "".join(texts)
+
+
+def test_report_from_these_runs_cites_their_logged_metrics(runs, client, tmp_path) -> None:
+    """Issue 9's check on runs made by the real engine: every number of the report's summary
+    table is the metric logged by the run it cites."""
+    from tests.test_report_html import _build
+
+    built = _build(runs["settings"], tmp_path / "report", lang="en")
+    spans = built.nums("summary")
+    assert spans, "the summary table cites no numbers"
+    cited = set()
+    for span in spans:
+        run_id, metric = span.attrs["data-run-id"], span.attrs["data-metric"]
+        logged = client.get_run(run_id).data.metrics
+        assert float(span.attrs["data-value"]) == logged[metric], (run_id, metric)
+        cited.add(client.get_run(run_id).data.tags["gai.model"])
+    assert BASELINE in cited and VENDOR in cited
+    # the model nobody installed is reported as a failure, not silently left out
+    assert ABSENT in built.html
