@@ -198,7 +198,6 @@ class Mask:
     path: str | None = None
 
 
-
 @dataclass(frozen=True)
 class Prediction:
     """What a model says about one study.
