@@ -24,6 +24,8 @@ from pydantic_settings import (
 )
 
 from gai_research.errors import ConfigError
+from gai_research.gateway.settings import GatewaySettings
+from gai_research.hub.settings import HubSettings
 from gai_research.sites import Site
 
 __all__ = ["PacsNode", "Settings", "Site", "SiteSettings", "load_settings"]
@@ -117,6 +119,16 @@ class Settings(BaseSettings):
         11200, ge=1, le=65535, description="port of the platform's C-STORE SCP"
     )
     sites: dict[Site, SiteSettings] = Field(default_factory=dict)
+    dask_address: str | None = Field(
+        None,
+        description="Dask scheduler for evaluation notebooks (GAI_DASK_ADDRESS); default: local process pool",
+    )
+    gateway: GatewaySettings = Field(
+        default_factory=GatewaySettings, description="the real-time PACS-to-AI gateway"
+    )
+    hub: HubSettings = Field(
+        default_factory=HubSettings, description="the shared JupyterHub and its MLflow service"
+    )
     orthanc_binary: str = Field(
         "Orthanc", description="Orthanc executable (name on PATH or a path) for the site PACS"
     )

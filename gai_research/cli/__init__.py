@@ -28,6 +28,11 @@ COMMAND_MODULES = (
     "gai_research.cli.ingest",
     "gai_research.cli.catalog",
     "gai_research.cli.data",
+    "gai_research.cli.models",
+    "gai_research.cli.evaluate",
+    "gai_research.cli.gateway",
+    "gai_research.cli.hub",
+    "gai_research.cli.report",
 )
 
 EPILOG = """\

@@ -30,6 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     init.set_defaults(handler=run_init)
 
 
+def _hub_config(settings) -> dict:
+    """The hub's settings; a database URI's password is masked like the MLflow URI's."""
+    hub = settings.hub.model_dump(mode="json")
+    if hub.get("mlflow_backend_store"):
+        hub["mlflow_backend_store"] = _mask_uri(hub["mlflow_backend_store"])
+    return hub
+
+
 def effective_config(settings) -> dict:
     """The settings as plain data, with the key reduced to its fingerprint."""
     from gai_research.errors import HomeError
@@ -60,6 +68,9 @@ def effective_config(settings) -> dict:
         "key_file": str(settings.key_path),
         "key": key_state,
         "mlflow_uri": _mask_uri(settings.tracking_uri),
+        "gateway": settings.gateway.model_dump(mode="json"),
+        "hub": _hub_config(settings),
+        "dask_address": settings.dask_address,
         "platform": {
             "ae_title": settings.platform_ae_title,
             "dicom_port": settings.platform_dicom_port,
@@ -106,6 +117,10 @@ def run_config(args: argparse.Namespace) -> int:
             f"site {name:<8} {site['name_ko']}{base}: PACS {pacs['ae_title']}@{pacs['host']} "
             f"DICOM {pacs['dicom_port']} HTTP {pacs['http_port']}"
         )
+    gateway, hub = data["gateway"], data["hub"]
+    print(f"gateway       {gateway['ae_title']}@{gateway['host']} DICOM {gateway['dicom_port']}")
+    print(f"hub           http://{hub['ip']}:{hub['port']}/ ({hub['spawner']} spawner)")
+    print(f"evaluation    {data['dask_address'] or 'local process pool'}")
     return 0
 
 
