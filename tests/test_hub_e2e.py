@@ -39,6 +39,7 @@ from tests.data_fixtures import pseudonymized_catalog
 from tests.test_hub_support import (
     PREFIX,
     Browser,
+    _closed_folders,
     execute,
     interpreter_view,
     is_root,
@@ -177,7 +178,8 @@ def _env(settings: Settings) -> dict[str, str]:
 def _python_is_public() -> bool:
     import sys
 
-    return all(p.stat().st_mode & 1 for p in Path(sys.base_prefix).resolve().parents)
+    paths = (Path(sys.base_prefix), Path(sys.prefix), Path(__file__).resolve().parents[1])
+    return not any(_closed_folders(path) for path in paths)
 
 
 def _keep_log(log: Path) -> None:

@@ -94,44 +94,54 @@ def os_accounts(
             subprocess.run(["groupdel", group], capture_output=True, check=False)
 
 
-def interpreter_view() -> tuple[str, ...] | None:
-    """A command prefix under which other accounts can run this Python, or None if they can.
+def _closed_folders(path: Path) -> list[Path]:
+    """The folders on the way to ``path`` (itself included) that other accounts cannot enter."""
+    path = path.resolve()
+    chain = [p for p in reversed(path.parents) if p != Path("/")] + [path]
+    return [p for p in chain if not p.stat().st_mode & 1]
 
-    Some machines keep the interpreter in root's home (pyenv under /root, mode 0700).
-    A production install has it in /usr or /opt; to test servers running as other
-    accounts here, the hub runs in a private mount namespace where root's home is an
-    empty, traversable tmpfs holding only the interpreter's tree (bind-mounted,
-    read-only as before). Nothing outside that process tree changes.
+
+def interpreter_view() -> tuple[str, ...] | None:
+    """A command prefix under which other accounts can run this Python and import the
+    checked-out package, or None if they already can (or it cannot be arranged).
+
+    Some machines keep the interpreter in root's home (pyenv under /root, mode 0700), and a
+    fresh clone may sit in a private temporary folder (``mktemp -d``, mode 0700). A
+    production install has both in /usr or /opt; to test servers running as other accounts
+    here, the hub runs in a private mount namespace where each closed folder is an empty,
+    traversable tmpfs holding only the trees needed below it (bind-mounted back, with their
+    own permissions). Nothing outside that process tree changes.
     """
     import sys
 
-    prefix = Path(sys.base_prefix).resolve()
-    closed = [p for p in reversed(prefix.parents) if p != Path("/") and not p.stat().st_mode & 1]
-    if not prefix.stat().st_mode & 1:
-        closed.append(prefix)
-    if not closed:
+    needed = {Path(sys.base_prefix), Path(sys.prefix), Path(__file__).resolve().parents[1]}
+    trees: dict[Path, set[Path]] = {}
+    for path in needed:
+        closed = _closed_folders(path)
+        if not closed:
+            continue
+        top = closed[0]
+        if len(closed) > 1 or top == path.resolve():
+            return None  # more than one closed folder on the way: give up (the caller skips)
+        trees.setdefault(top, set()).add(top / path.resolve().relative_to(top).parts[0])
+    if not trees or shutil.which("unshare") is None:
         return None
-    top = closed[0]
-    if len(closed) > 1 or top == prefix or shutil.which("unshare") is None:
-        return None  # more than one closed folder: give up (the caller skips)
-    tree = top / prefix.relative_to(top).parts[0]
-    script = (
-        'set -e; d=$(mktemp -d); mount --bind "$1" "$d"; '
-        'mount -t tmpfs -o mode=0755,size=1m gai-view "$2"; mkdir -p "$1"; '
-        'mount --bind "$d" "$1"; umount "$d"; rmdir "$d"; shift 2; exec "$@"'
-    )
-    return (
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        str(tree),
-        str(top),
-    )
+    # per closed folder: bind its needed trees aside, cover it with a tmpfs, bind them back
+    script = ["set -e"]
+    args: list[str] = []
+    for top, wanted in sorted(trees.items()):
+        n = len(args)
+        names = [f'"${{{n + 2 + i}}}"' for i in range(len(wanted))]
+        args += [str(top), *map(str, sorted(wanted))]
+        script.append(f'top="${{{n + 1}}}"; d=$(mktemp -d)')
+        for i, name in enumerate(names):
+            script.append(f'mkdir "$d/{i}"; mount --bind {name} "$d/{i}"')
+        script.append('mount -t tmpfs -o mode=0755,size=1m gai-view "$top"')
+        for i, name in enumerate(names):
+            script.append(f'mkdir -p {name}; mount --bind "$d/{i}" {name}; umount "$d/{i}"')
+        script.append('rm -r "$d"')
+    script.append(f'shift {len(args)}; exec "$@"')
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c", "; ".join(script), "sh", *args)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
