@@ -3,7 +3,8 @@
 Each model gets ``concurrency`` worker threads (its policy in the rules file), and
 each worker holds its own model instance, so the limit is exact and adapters need not
 be thread-safe. A worker claims the oldest queued job of its model, prepares the input
-(pseudonymized into the restricted spool when the route says so), calls ``predict``
+(pseudonymized into the restricted spool when the route says so, the mapping
+recorded in the vault), calls ``predict``
 under the policy's time-out, maps the answer back to the original UIDs and records it;
 then hands it to the returner. A time-out or an unavailable vendor is retried with
 exponential back-off while tries are left; anything else fails the job at once with
@@ -98,8 +99,10 @@ class Dispatcher:
         spool: Path,
         secret: bytes,
         on_result: Callable[[Job], None] | None = None,
+        vault_dir: Path | None = None,
     ) -> None:
         self.db = db
+        self.vault_dir = vault_dir
         self.rules = rules
         self.factory = factory
         self.spool = Path(spool)
@@ -183,8 +186,40 @@ class Dispatcher:
 
     def _model(self, slot: _Slot, policy: ModelPolicy):
         if slot.instance is None:
-            slot.instance = self.factory(slot.model_name, policy)
+            instance = self.factory(slot.model_name, policy)
+            # an adapter that can keep the vendor's result objects (dicom) keeps them in
+            # the restricted spool, for forwarding to the PACS
+            if getattr(instance, "results_dir", False) is None:
+                instance.results_dir = self.spool / ".vendor-results" / slot.model_name
+            slot.instance = instance
         return slot.instance
+
+    def _keep_vendor_objects(self, job: Job, model, prediction, uids):
+        """The vendor's SEG/KOS/secondary captures rewritten for the PACS (see
+        :mod:`gai_research.gateway.forward`); the prediction without their file list."""
+        from gai_research.gateway.forward import forward_dir, keep_vendor_objects
+
+        files = prediction.raw.get("result_files") if isinstance(prediction.raw, dict) else None
+        out_dir = forward_dir(self.spool, job.study_key, job.model)
+        if not files or getattr(model, "results_dir", None) is None:
+            shutil.rmtree(out_dir, ignore_errors=True)  # none this time (a retry)
+            return prediction
+        from pydicom import dcmread
+
+        (first,) = self.db.instance_paths(job.study_key, job.series_uids)[:1]
+        count = keep_vendor_objects(
+            files,
+            model.results_dir,
+            out_dir=out_dir,
+            original=dcmread(first, stop_before_pixels=True),
+            uid_map=uids.table() if uids is not None else {},
+            secret=self.secret,
+            study_key=job.study_key,
+            model=job.model,
+            remove_sources=Path(model.results_dir).is_relative_to(self.spool),
+        )
+        raw = {k: v for k, v in prediction.raw.items() if k != "result_files"}
+        return dataclasses.replace(prediction, raw={**raw, "forwarded_objects": count})
 
     def _discard(self, slot: _Slot) -> None:
         instance, slot.instance = slot.instance, None
@@ -223,6 +258,7 @@ class Dispatcher:
             original = self.db.study(job.study_key)
             if original is not None and prediction.study_uid != original.study_uid:
                 prediction = dataclasses.replace(prediction, study_uid=original.study_uid)
+            prediction = self._keep_vendor_objects(job, model, prediction, uids)
         except RETRYABLE as exc:
             self._retry_or_fail(job, policy, exc.reason, exc)
             return
@@ -230,7 +266,8 @@ class Dispatcher:
             self._failed(job, exc.reason, exc)
             return
         except GaiError as exc:  # pseudonymization refused a file, unreadable input
-            reason = "pseudonymization" if type(exc).__name__ == "RejectedError" else "input"
+            rejected = type(exc).__name__ in ("RejectedError", "VaultError")
+            reason = "pseudonymization" if rejected else "input"
             self._failed(job, reason, exc)
             return
         except Exception as exc:  # an adapter's own bug: recorded, the gateway goes on
@@ -259,7 +296,9 @@ class Dispatcher:
         if not job.pseudonymize:
             study = study_input_from_files(paths)
             return dataclasses.replace(study, site=job.site), None
-        pseudo = self._pseudonymizer().files(paths, scratch, site=job.site)
+        pseudo = self._pseudonymizer().files(
+            paths, scratch, site=job.site, run_id=f"gateway:{job.study_key}"
+        )
         study = study_input_from_files(pseudo.files)
         study = dataclasses.replace(
             study, site=job.site, patient_pseudonym=pseudo.patient_pseudonym
@@ -271,7 +310,7 @@ class Dispatcher:
 
         with self._deid_lock:
             if self._deid is None:
-                self._deid = Pseudonymizer(self.secret)
+                self._deid = Pseudonymizer(self.secret, vault_dir=self.vault_dir)
             return self._deid
 
     def warm_up(self) -> None:

@@ -31,11 +31,16 @@ class UidMap:
     study: dict[str, str] = field(default_factory=dict)
     series: dict[str, str] = field(default_factory=dict)
     instances: dict[str, str] = field(default_factory=dict)
+    frames: dict[str, str] = field(default_factory=dict)  # frames of reference
 
     def add(self, pseudo: tuple[str, str, str], original: tuple[str, str, str]) -> None:
         self.study[pseudo[0]] = original[0]
         self.series[pseudo[1]] = original[1]
         self.instances[pseudo[2]] = original[2]
+
+    def table(self) -> dict[str, str]:
+        """Every pseudonymous UID -> its original (for rewriting a vendor's objects)."""
+        return {**self.frames, **self.study, **self.series, **self.instances}
 
 
 @dataclass
@@ -54,19 +59,36 @@ def _uids(ds) -> tuple[str, str, str]:
 
 
 class Pseudonymizer:
-    """The platform profile, its action table and the key ring, built once per gateway."""
+    """The platform profile, its action table and the key ring, built once per gateway.
 
-    def __init__(self, secret: bytes) -> None:
+    ``vault_dir``: the platform's re-identification vault (``settings.vault_dir``); each
+    pseudonymized study's mapping (pseudonym -> patient, pseudonymous -> original study)
+    is recorded there before the study leaves, as ingest records what it stores, so the
+    data steward can answer a vendor's question about a pseudonymous study. The vault
+    refuses a key other than the one its pseudonyms were made with.
+    """
+
+    def __init__(self, secret: bytes, vault_dir: Path | None = None) -> None:
         from gai_research.deid import ActionTable, KeyRing, load_profile
+        from gai_research.home import key_fingerprint
 
         self.profile = load_profile()
         self.table = ActionTable.build(self.profile)
         self.keys = KeyRing.from_secret(secret)
+        self.fingerprint = key_fingerprint(secret)
+        self.vault = None
+        if vault_dir is not None:
+            from gai_research.deid.vault import Vault
 
-    def files(self, paths: Sequence[Path], out_dir: Path, *, site: str) -> PseudonymizedStudy:
-        """Pseudonymize ``paths`` into ``out_dir`` (replaced); raises RejectedError for a
-        file that cannot be made safe (burned-in text without a rule, encapsulated
-        documents)."""
+            self.vault = Vault(vault_dir)
+            self.vault.check_key(self.fingerprint)
+
+    def files(
+        self, paths: Sequence[Path], out_dir: Path, *, site: str, run_id: str = "gateway"
+    ) -> PseudonymizedStudy:
+        """Pseudonymize ``paths`` into ``out_dir`` (replaced) and record the mapping in the
+        vault (``run_id`` names the run there); raises RejectedError for a file that
+        cannot be made safe (burned-in text without a rule, encapsulated documents)."""
         from gai_research.deid import pseudonymize
         from gai_research.deid.files import encode_fast, read_dataset
 
@@ -76,13 +98,18 @@ class Pseudonymizer:
         uids = UidMap()
         files: list[Path] = []
         pseudonym = None
+        records = []
         for index, path in enumerate(paths):
             ds = read_dataset(Path(path))
             original = _uids(ds)
+            frame = str(ds.get("FrameOfReferenceUID", "") or "")
             result = pseudonymize(ds, self.profile, self.keys, site, table=self.table, copy=False)
             out = result.dataset
             uids.add(_uids(out), original)
+            if frame and out.get("FrameOfReferenceUID"):
+                uids.frames[str(out.FrameOfReferenceUID)] = frame
             pseudonym = result.record.pseudonym
+            records.append(result.record)
             data = encode_fast(out)
             if data is None:
                 buffer = BytesIO()
@@ -91,6 +118,8 @@ class Pseudonymizer:
             target = out_dir / f"{index:06d}.dcm"
             target.write_bytes(data)
             files.append(target)
+        if self.vault is not None:
+            self.vault.record(records, run_id=run_id, key_fingerprint=self.fingerprint)
         return PseudonymizedStudy(files, uids, pseudonym)
 
 

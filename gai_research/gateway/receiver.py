@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from io import BytesIO
 from pathlib import Path
 
+from gai_research.dicom.contexts import share_contexts
 from gai_research.dicom.sockets import tune_socket
 from gai_research.gateway.errors import GatewayError
 from gai_research.gateway.facts import HEADER_TAGS, instance_facts
@@ -101,7 +102,7 @@ class GatewayReceiver:
                 evt_handlers=handlers,
                 server_class=ThreadedAssociationServer,
             )
-            server.contexts = _SharedContexts(server.contexts)
+            share_contexts(server)
         except OSError as exc:
             raise GatewayError(
                 f"the gateway cannot listen on {self.host}:{self.requested_port}: "
@@ -220,20 +221,6 @@ class GatewayReceiver:
 
     def _closed(self, event) -> None:
         self.end_batch(id(event.assoc), completed=False)
-
-
-class _SharedContexts(list):
-    """The server's presentation contexts, shared by every association instead of copied.
-
-    pynetdicom deep-copies the acceptor's contexts for each new association: for every
-    storage SOP class in every transfer syntax (170 x 45) that took 0.1-0.7 s before an
-    association could even start, measured here. Negotiation only reads them
-    (``presentation.negotiate_as_acceptor`` builds new result contexts), so one list
-    serves all associations.
-    """
-
-    def __deepcopy__(self, memo: dict) -> _SharedContexts:
-        return self
 
 
 def _write(target: Path, data: bytes) -> None:

@@ -133,11 +133,14 @@ class Returner:
 
     def _store(self, job: Job, path: Path) -> None:
         from gai_research.dicom.net import DicomNode, store_files
+        from gai_research.gateway.forward import forward_dir
 
         pacs = self.settings.site(job.site).pacs
         node = DicomNode(pacs.ae_title, pacs.host, pacs.dicom_port, label=f"{job.site} PACS")
-        result = store_files(node, [path], self.ae_title, retries=0)
-        if result.sent != 1:
+        # the vendor's own objects (SEG, KOS, secondary captures), rewritten by the dispatcher
+        vendor = sorted(forward_dir(self.spool, job.study_key, job.model).glob("*.dcm"))
+        result = store_files(node, [path, *vendor], self.ae_title, retries=0)
+        if result.sent != 1 + len(vendor):
             reason = next(iter(result.reasons), "not stored")
             raise ReturnError(f"{node} did not take the result: {reason}")
 

@@ -57,6 +57,7 @@ def _build(settings, rules: RuleSet, db: GatewayDB, secret: bytes, ae_title: str
         spool=settings.spool_dir / "gateway",
         secret=secret,
         on_result=returner.return_job,
+        vault_dir=settings.vault_dir,
     )
     return dispatcher, returner
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gai_research.config import Settings, Site
+from gai_research.dicom.contexts import share_contexts
 from gai_research.dicom.sockets import tune_socket
 from gai_research.ingest.errors import ReceiverError, SpoolError
 from gai_research.ingest.objects import UnusableObject, inspect_part10
@@ -346,6 +347,7 @@ class StorageSCP:
                 evt_handlers=self.handler.handlers(),
                 server_class=ThreadedAssociationServer,
             )
+            share_contexts(server)  # not deep-copied per association (0.1-0.7 s each)
         except OSError as exc:
             raise ReceiverError(
                 f"cannot listen on port {self.requested_port}: {exc.strerror or exc}",

@@ -76,9 +76,13 @@ class DicomNodeModel:
     results to; 0: a free port (tests, or a node told the port some other way).
     ``listen_ae``: the receiver's AE title, also our calling AE title, by which the node
     finds its return address (None: ``settings.platform_ae_title``, ``GAI_PLATFORM``).
-    Two dicom models used at the same time in one process need their own ``listen_port``.
+    Models of one process with the same fixed ``listen_port`` share one receiver (the
+    gateway runs one instance per worker, all told the same return address); it stops
+    with the last of them. A study is waited for by one of them at a time.
     ``results_dir``: if given, every result object is kept there as
-    ``<study_uid>/<n>.dcm`` and SEG masks point at their file.
+    ``<study_uid>/<n>.dcm``, SEG masks point at their file, and
+    ``prediction.raw["result_files"]`` lists them (``path`` relative to ``results_dir``,
+    ``kind`` sr / seg / kos / other) for a caller to forward.
     """
 
     def __init__(
@@ -121,77 +125,38 @@ class DicomNodeModel:
         self.store_retries = int(store_retries)
         self.results_dir = Path(results_dir) if results_dir is not None else None
         self.stats: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._receiver: _Receiver | None = None
+        # the receiver's (shared) table of waiting studies and its condition, once joined
         self._pending: dict[str, _Pending] = {}
-        self._assoc_studies: dict[int, set[str]] = {}
         self._cond = threading.Condition()
-        self._server = None
-        self._thread: threading.Thread | None = None
-        self._ae = None
 
     # --- the results receiver -----------------------------------------------------------
     @property
     def listen_port(self) -> int:
         """The receiver's port (the requested one until it listens)."""
-        if self._server is None:
+        if self._receiver is None:
             return self.requested_listen_port
-        return int(self._server.server_address[1])
+        return self._receiver.port
 
     def start_listener(self) -> int:
-        """Start the results receiver (idempotent); returns its port."""
-        from pynetdicom import evt
-        from pynetdicom.transport import ThreadedAssociationServer
-
-        from gai_research.dicom.sockets import tune_socket
-        from gai_research.ingest.scp import storage_ae
-
-        with self._cond:
-            if self._server is not None:
-                return self.listen_port
-            ae = storage_ae(self.listen_ae)
-            ae.require_called_aet = True
-            handlers = [
-                (evt.EVT_CONN_OPEN, tune_socket),
-                (evt.EVT_C_STORE, self._on_store),
-                (evt.EVT_CONN_CLOSE, self._on_closed),
-            ]
-            try:
-                server = ae.make_server(
-                    (self.listen_host, self.requested_listen_port),
-                    evt_handlers=handlers,
-                    server_class=ThreadedAssociationServer,
+        """Start (or join) the results receiver (idempotent); returns its port."""
+        with self._lock:
+            if self._receiver is None:
+                receiver = _acquire(
+                    self.listen_host, self.requested_listen_port, self.listen_ae, self.info.name
                 )
-            except OSError as exc:
-                raise ModelConfigError(
-                    f"model {self.info.name!r}: cannot receive results on port "
-                    f"{self.requested_listen_port}: {exc.strerror or exc}",
-                    hint="another receiver listens there: choose another listen_port (0: free)",
-                    model=self.info.name,
-                ) from None
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": POLL_S},
-                name=f"gai-dicom-results-{self.info.name}",
-                daemon=True,
-            )
-            thread.start()
-            self._ae, self._server, self._thread = ae, server, thread
-        log.info("results receiver %s on %s:%d", self.listen_ae, self.listen_host, self.listen_port)
+                self._receiver = receiver
+                self._pending, self._cond = receiver.pending, receiver.cond
         return self.listen_port
 
     def close(self) -> None:
-        """Stop the results receiver; studies still waiting time out."""
-        import socketserver
-
-        with self._cond:
-            server, self._server = self._server, None
-        if server is None:
-            return
-        socketserver.BaseServer.shutdown(server)
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        for assoc in self._ae.active_associations:
-            assoc.abort()
+        """Leave the results receiver (stopped with its last user); studies still waiting
+        time out."""
+        with self._lock:
+            receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            _release(receiver)
 
     def __enter__(self) -> DicomNodeModel:
         self.start_listener()
@@ -199,35 +164,6 @@ class DicomNodeModel:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _on_store(self, event) -> int:
-        try:
-            data = event.encoded_dataset()
-            study_uid = str(event.dataset.get("StudyInstanceUID", "") or "")
-        except Exception as exc:  # an undecodable object: refuse it, the vendor sees why
-            log.warning("refused a result object that cannot be decoded (%s)", type(exc).__name__)
-            return 0xC000
-        now = time.monotonic()
-        with self._cond:
-            pending = self._pending.get(study_uid)
-            if pending is None:
-                self.stats["unmatched"] += 1
-                log.warning("a result arrived for a study nobody waits for (late or foreign)")
-                return 0x0000
-            pending.results.append((now, data))
-            pending.open_associations.add(id(event.assoc))
-            self._assoc_studies.setdefault(id(event.assoc), set()).add(study_uid)
-            self.stats["received"] += 1
-            self._cond.notify_all()
-        return 0x0000
-
-    def _on_closed(self, event) -> None:
-        with self._cond:
-            for study_uid in self._assoc_studies.pop(id(event.assoc), set()):
-                pending = self._pending.get(study_uid)
-                if pending is not None:
-                    pending.open_associations.discard(id(event.assoc))
-            self._cond.notify_all()
 
     # --- predict ------------------------------------------------------------------------
     def predict(self, study: StudyInput) -> Prediction:
@@ -322,12 +258,14 @@ class DicomNodeModel:
         sources = None
         if set(study.modalities) & PROJECTION_MODALITIES:
             sources = [ds for s in study.series for ds in s.datasets(pixels=False)]
-        predictions, ignored = [], Counter()
+        predictions, ignored, kept = [], Counter(), []
         for number, (_, data) in enumerate(results, start=1):
             try:
                 ds = as_dataset(data)
                 kind = result_kind(str(ds.get("SOPClassUID", "")), str(ds.get("Modality", "")))
                 saved = self._keep(study.study_uid, number, data)
+                if saved is not None:
+                    kept.append({"path": saved, "kind": kind or "other"})
                 if kind == "sr":
                     predictions.append(read_sr(ds, sources=sources))
                 elif kind == "seg":
@@ -360,6 +298,8 @@ class DicomNodeModel:
         merged = merge_predictions(study.study_uid, predictions)
         if ignored:
             merged = replace(merged, raw={**merged.raw, "ignored": dict(ignored)})
+        if kept:  # what a caller may forward (the gateway: SEG, KOS, secondary captures)
+            merged = replace(merged, raw={**merged.raw, "result_files": kept})
         return merged
 
     def _keep(self, study_uid: str, number: int, data: bytes) -> str | None:
@@ -380,6 +320,147 @@ class DicomNodeModel:
             model=self.info.name,
             study_uid=study.study_uid,
         )
+
+
+class _Receiver:
+    """A results receiver (Storage SCP) and the studies waiting on it, matched by Study
+    Instance UID. One per fixed (host, port) in a process, shared by every model that
+    listens there; a receiver on port 0 is private to its model."""
+
+    def __init__(self, host: str, port: int, ae_title: str) -> None:
+        self.host, self.requested_port, self.ae_title = host, int(port), ae_title
+        self.pending: dict[str, _Pending] = {}
+        self.assoc_studies: dict[int, set[str]] = {}
+        self.cond = threading.Condition()
+        self.stats: Counter[str] = Counter()
+        self.users = 0
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._ae = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self.requested_port
+        return int(self._server.server_address[1])
+
+    def start(self, model: str) -> None:
+        from pynetdicom import evt
+        from pynetdicom.transport import ThreadedAssociationServer
+
+        from gai_research.dicom.contexts import share_contexts
+        from gai_research.dicom.sockets import tune_socket
+        from gai_research.ingest.scp import storage_ae
+
+        ae = storage_ae(self.ae_title)
+        ae.require_called_aet = True
+        handlers = [
+            (evt.EVT_CONN_OPEN, tune_socket),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+        ]
+        try:
+            server = ae.make_server(
+                (self.host, self.requested_port),
+                evt_handlers=handlers,
+                server_class=ThreadedAssociationServer,
+            )
+            share_contexts(server)  # not deep-copied per association (0.1-0.7 s each)
+        except OSError as exc:
+            raise ModelConfigError(
+                f"model {model!r}: cannot receive results on port "
+                f"{self.requested_port}: {exc.strerror or exc}",
+                hint="another receiver listens there: choose another listen_port (0: free)",
+                model=model,
+            ) from None
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": POLL_S},
+            name=f"gai-dicom-results-{model}",
+            daemon=True,
+        )
+        thread.start()
+        self._ae, self._server, self._thread = ae, server, thread
+        log.info("results receiver %s on %s:%d", self.ae_title, self.host, self.port)
+
+    def stop(self) -> None:
+        import socketserver
+
+        server, self._server = self._server, None
+        if server is None:
+            return
+        socketserver.BaseServer.shutdown(server)
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        for assoc in self._ae.active_associations:
+            assoc.abort()
+
+    def _on_store(self, event) -> int:
+        try:
+            data = event.encoded_dataset()
+            study_uid = str(event.dataset.get("StudyInstanceUID", "") or "")
+        except Exception as exc:  # an undecodable object: refuse it, the vendor sees why
+            log.warning("refused a result object that cannot be decoded (%s)", type(exc).__name__)
+            return 0xC000
+        now = time.monotonic()
+        with self.cond:
+            pending = self.pending.get(study_uid)
+            if pending is None:
+                self.stats["unmatched"] += 1
+                log.warning("a result arrived for a study nobody waits for (late or foreign)")
+                return 0x0000
+            pending.results.append((now, data))
+            pending.open_associations.add(id(event.assoc))
+            self.assoc_studies.setdefault(id(event.assoc), set()).add(study_uid)
+            self.stats["received"] += 1
+            self.cond.notify_all()
+        return 0x0000
+
+    def _on_closed(self, event) -> None:
+        with self.cond:
+            for study_uid in self.assoc_studies.pop(id(event.assoc), set()):
+                pending = self.pending.get(study_uid)
+                if pending is not None:
+                    pending.open_associations.discard(id(event.assoc))
+            self.cond.notify_all()
+
+
+_SHARED: dict[tuple[str, int], _Receiver] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _acquire(host: str, port: int, ae_title: str, model: str) -> _Receiver:
+    """The receiver on (host, port), started if nobody listens there yet."""
+    with _SHARED_LOCK:
+        receiver = _SHARED.get((host, port)) if port else None
+        if receiver is not None and receiver.ae_title != ae_title:
+            raise ModelConfigError(
+                f"model {model!r}: port {port} receives results as "
+                f"{receiver.ae_title!r}, not {ae_title!r}",
+                hint="models sharing a listen_port must share its listen_ae too",
+                model=model,
+            )
+        if receiver is None:
+            receiver = _Receiver(host, port, ae_title)
+            receiver.start(model)
+            if port:
+                _SHARED[(host, port)] = receiver
+        receiver.users += 1
+        return receiver
+
+
+def _release(receiver: _Receiver) -> None:
+    """One user fewer; the last one stops the receiver (under the lock, so a model made
+    right after can bind the port again)."""
+    with _SHARED_LOCK:
+        receiver.users -= 1
+        if receiver.users > 0:
+            return
+        key = (receiver.host, receiver.requested_port)
+        if _SHARED.get(key) is receiver:
+            del _SHARED[key]
+        receiver.stop()
 
 
 def _platform(settings: Any) -> tuple[str, int]:

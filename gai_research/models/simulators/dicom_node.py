@@ -16,7 +16,9 @@ product refuses an AE it was not configured for.
 
 Failure modes, for tests and the demo: ``failure="drop"`` aborts the association at the
 first C-STORE, ``"no-result"`` never answers, ``"malformed"`` answers with an SR that is
-not a measurement report. ``failure_rate`` / ``timeout_rate`` / ``malformed_rate`` do the
+not a measurement report. ``send_kos=True`` also sends, in the same association, a
+key-object selection flagging the study's first image (a vendor's second object, as
+products that mark key images do). ``failure_rate`` / ``timeout_rate`` / ``malformed_rate`` do the
 same per study and attempt, drawn from ``seed`` (the HTTP simulator's dice), so a run is
 reproducible. The wrapped model's own errors are logged and nothing is sent back.
 """
@@ -84,6 +86,7 @@ class DicomNodeSimulator:
         timeout_rate: float = 0.0,
         malformed_rate: float = 0.0,
         seed: int = 0,
+        send_kos: bool = False,
         settings: Any = None,
     ) -> None:
         rates = (failure_rate, timeout_rate, malformed_rate)
@@ -107,6 +110,7 @@ class DicomNodeSimulator:
         self.failure = failure
         self.failure_rate, self.timeout_rate, self.malformed_rate = (float(r) for r in rates)
         self.seed = int(seed)
+        self.send_kos = bool(send_kos)
         self.settings = settings
         self.stats: Counter[str] = Counter()
         self._attempts: Counter[str] = Counter()
@@ -335,9 +339,14 @@ class DicomNodeSimulator:
             result = write_sr(prediction, self.info, headers)
         path = batch.folder / f"result-{number}.dcm"
         result.save_as(path, enforce_file_format=True)
+        if self.send_kos and batch.fate == "ok":
+            kos = batch.folder / f"result-{number}-kos.dcm"
+            _key_images(headers[:1]).save_as(kos, enforce_file_format=True)
+            self._send(path, batch.route, kos)
+            return
         self._send(path, batch.route)
 
-    def _send(self, path: Path, route: tuple[str, int, str] | None) -> None:
+    def _send(self, path: Path, route: tuple[str, int, str] | None, *more: Path) -> None:
         from gai_research.dicom.net import DicomNode, store_files
         from gai_research.errors import GaiError
 
@@ -345,16 +354,39 @@ class DicomNodeSimulator:
         host, port, ae_title = route
         node = DicomNode(ae_title=ae_title, host=host, port=int(port), label="return address")
         try:
-            result = store_files(node, [path], self.ae_title, retries=1)
+            result = store_files(node, [path, *more], self.ae_title, retries=1)
         except GaiError as exc:
             self._count("send_errors")
             log.warning("simulator could not send its result: %s", exc)
             return
-        self._count("results_sent" if result.sent else "send_errors")
+        self._count("results_sent" if result.sent == 1 + len(more) else "send_errors")
 
     def _count(self, what: str) -> None:
         with self._lock:
             self.stats[what] += 1
+
+
+def _key_images(headers: list[Dataset]) -> Dataset:
+    """A key-object selection ("Of Interest") flagging ``headers``' images."""
+    import copy
+
+    import highdicom as hd
+
+    images = [copy.copy(ds) for ds in headers]
+    for ds in images:  # highdicom refuses ISO 2022 with an empty first value
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    return hd.ko.KeyObjectSelectionDocument(
+        evidence=images,
+        content=hd.ko.KeyObjectSelection(
+            document_title=hd.sr.CodedConcept("113000", "DCM", "Of Interest"),
+            referenced_objects=images,
+        ),
+        series_instance_uid=hd.UID(),
+        series_number=902,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="gai-research simulator",
+    )
 
 
 def _malformed_sr(headers: list[Dataset]) -> Dataset:
