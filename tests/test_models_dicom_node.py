@@ -251,9 +251,10 @@ def test_wrong_called_ae_title_is_rejected(studies) -> None:
 
 
 def test_latency_follows_the_configured_delay(studies) -> None:
-    """First C-STORE to last result: with a 0.5 s delay never under 0.5 s, and about 0.5 s
-    more than without. Runs alternate between the two delays so that a change of load on
-    the machine hits both alike; the median of the paired differences is checked."""
+    """First C-STORE to last result: with a 0.5 s delay never under 0.5 s, and grown by most
+    of the delay against no delay. Runs alternate between the two delays so that a change
+    of load on the machine hits both alike; the median of the paired differences is checked.
+    Only lower bounds: how much slower a loaded machine makes it is a benchmark's business."""
     study = studies["lung_nodule_ct"]
     latencies: dict[float, list[float]] = {0.0: [], 0.5: []}
     with DicomNodeSimulator(FixedModel()) as simulator, adapter_for(simulator) as model:
@@ -265,7 +266,7 @@ def test_latency_follows_the_configured_delay(studies) -> None:
                 latencies[delay].append(timing["first_store_to_last_result_s"])
     assert min(latencies[0.5]) >= 0.5
     grew = statistics.median(b - a for a, b in zip(latencies[0.0], latencies[0.5], strict=True))
-    assert 0.3 <= grew <= 1.1, latencies
+    assert grew >= 0.3, latencies
 
 
 class TwoObjectNode(DicomNodeSimulator):

@@ -4,8 +4,8 @@ pynetdicom deep-copies the acceptor's presentation contexts for each new associa
 for every storage SOP class in every transfer syntax (170 x 45) that took 0.1-0.7 s
 before an association could even start, measured in the gateway. Negotiation only
 reads them (``presentation.negotiate_as_acceptor`` builds new result contexts), so one
-list serves all associations. Used by the gateway's receiver, the ingest StorageSCP and
-the dicom adapter's results receiver.
+list serves all associations. Applied by :func:`gai_research.dicom.server.start_scp` for the
+gateway's receiver, the ingest StorageSCP and the dicom adapter's results receiver.
 """
 
 from __future__ import annotations

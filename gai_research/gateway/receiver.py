@@ -18,8 +18,7 @@ from collections.abc import Callable, Mapping
 from io import BytesIO
 from pathlib import Path
 
-from gai_research.dicom.contexts import share_contexts
-from gai_research.dicom.sockets import tune_socket
+from gai_research.dicom.server import start_scp, stop_scp
 from gai_research.gateway.errors import GatewayError
 from gai_research.gateway.facts import HEADER_TAGS, instance_facts
 from gai_research.gateway.identity import file_name, study_key
@@ -34,7 +33,6 @@ SUCCESS = 0x0000
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
 NOT_AUTHORISED = 0x0124
-POLL_S = 0.05
 
 
 class GatewayReceiver:
@@ -80,7 +78,6 @@ class GatewayReceiver:
 
     def start(self) -> GatewayReceiver:
         from pynetdicom import evt
-        from pynetdicom.transport import ThreadedAssociationServer
 
         from gai_research.ingest.scp import storage_ae
 
@@ -90,19 +87,18 @@ class GatewayReceiver:
         ae.require_calling_aet = sorted(self.sites)
         ae.maximum_associations = 64
         handlers = [
-            (evt.EVT_CONN_OPEN, tune_socket),
             (evt.EVT_C_STORE, self._store),
             (evt.EVT_RELEASED, self._released),
             (evt.EVT_ABORTED, self._closed),
             (evt.EVT_CONN_CLOSE, self._closed),
         ]
         try:
-            server = ae.make_server(
+            server, thread = start_scp(
+                ae,
                 (self.host, self.requested_port),
-                evt_handlers=handlers,
-                server_class=ThreadedAssociationServer,
+                handlers,
+                thread_name="gai-gateway-dicom",
             )
-            share_contexts(server)
         except OSError as exc:
             raise GatewayError(
                 f"the gateway cannot listen on {self.host}:{self.requested_port}: "
@@ -110,30 +106,16 @@ class GatewayReceiver:
                 hint="is another gateway running there? choose another port "
                 "(--port or GAI_GATEWAY__DICOM_PORT)",
             ) from None
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": POLL_S},
-            name="gai-gateway-dicom",
-            daemon=True,
-        )
-        thread.start()
         self._ae, self._server, self._thread = ae, server, thread
         log.info("gateway %s listening on %s:%d", self.ae_title, self.host, self.port)
         return self
 
     def stop(self) -> None:
         """Stop listening and abort what is still open (the PACS will send it again)."""
-        import socketserver
-
         server, self._server = self._server, None
         if server is None:
             return
-        socketserver.BaseServer.shutdown(server)
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        for assoc in list(self._ae.active_associations):
-            assoc.abort()
+        stop_scp(self._ae, server, self._thread)
 
     def sending(self) -> set[str]:
         """Study keys some open association is still sending."""

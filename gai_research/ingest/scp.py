@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gai_research.config import Settings, Site
-from gai_research.dicom.contexts import share_contexts
+from gai_research.dicom.server import start_scp, stop_scp
 from gai_research.dicom.sockets import tune_socket
 from gai_research.ingest.errors import ReceiverError, SpoolError
 from gai_research.ingest.objects import UnusableObject, inspect_part10
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 OUT_OF_RESOURCES = 0xA700
 NOT_AUTHORISED = 0x0124
 MAX_PDU = 1 << 20  # larger PDUs than pynetdicom's 16 kB default: fewer, cheaper reads
-POLL_S = 0.05  # how often the listening thread checks for stop()
 
 
 def site_ae_titles(settings: Settings) -> dict[str, Site]:
@@ -333,8 +332,6 @@ class StorageSCP:
 
     def start(self) -> StorageSCP:
         """Listen (in a background thread) until :meth:`stop`."""
-        from pynetdicom.transport import ThreadedAssociationServer
-
         if self._server is not None:
             return self
         ae = storage_ae(self.ae_title)
@@ -342,55 +339,43 @@ class StorageSCP:
         if self.site is None:
             ae.require_calling_aet = sorted(self.sites)
         try:
-            server = ae.make_server(
+            server, thread = start_scp(
+                ae,
                 (self.host, self.requested_port),
-                evt_handlers=self.handler.handlers(),
-                server_class=ThreadedAssociationServer,
+                self.handler.handlers(),
+                thread_name=f"gai-receiver-{self.requested_port}",
             )
-            share_contexts(server)  # not deep-copied per association (0.1-0.7 s each)
         except OSError as exc:
             raise ReceiverError(
                 f"cannot listen on port {self.requested_port}: {exc.strerror or exc}",
                 hint="is `gai receive` (or another DICOM receiver) already running there? "
                 "Stop it, or choose another port (--port / GAI_PLATFORM_DICOM_PORT)",
             ) from None
-        # pynetdicom's own start_server polls for shutdown every 0.5 s; a C-MOVE fetch
-        # starts and stops a receiver per study, so poll faster
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": POLL_S},
-            name=f"gai-receiver-{self.requested_port}",
-            daemon=True,
-        )
-        thread.start()
         self._ae, self._server, self._thread = ae, server, thread
         log.info("receiver %s listening on %s:%d", self.ae_title, self.host, self.port)
         return self
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting; let open associations finish for ``grace`` seconds, then abort them."""
-        import socketserver
-
         server, self._server = self._server, None
         if server is None:
             return
-        # BaseServer.shutdown: pynetdicom's override also edits the AE's private server list
-        socketserver.BaseServer.shutdown(server)
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(
-            assoc.is_established for assoc in self._ae.active_associations
-        ):
-            time.sleep(0.02)
-        for assoc in self._ae.active_associations:
-            if assoc.is_established:
-                log.warning(
-                    "receiver stopping: aborting the association with %s",
-                    assoc.remote.get("ae_title"),
-                )
-            assoc.abort()  # also connections that never asked for an association
+        ae = self._ae
+
+        def drain() -> None:
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(
+                assoc.is_established for assoc in ae.active_associations
+            ):
+                time.sleep(0.02)
+            for assoc in ae.active_associations:
+                if assoc.is_established:
+                    log.warning(
+                        "receiver stopping: aborting the association with %s",
+                        assoc.remote.get("ae_title"),
+                    )
+
+        stop_scp(ae, server, self._thread, before_abort=drain)
 
     def __enter__(self) -> StorageSCP:
         return self.start()

@@ -346,26 +346,23 @@ class _Receiver:
 
     def start(self, model: str) -> None:
         from pynetdicom import evt
-        from pynetdicom.transport import ThreadedAssociationServer
 
-        from gai_research.dicom.contexts import share_contexts
-        from gai_research.dicom.sockets import tune_socket
+        from gai_research.dicom.server import start_scp
         from gai_research.ingest.scp import storage_ae
 
         ae = storage_ae(self.ae_title)
         ae.require_called_aet = True
         handlers = [
-            (evt.EVT_CONN_OPEN, tune_socket),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
         try:
-            server = ae.make_server(
+            server, thread = start_scp(
+                ae,
                 (self.host, self.requested_port),
-                evt_handlers=handlers,
-                server_class=ThreadedAssociationServer,
+                handlers,
+                thread_name=f"gai-dicom-results-{model}",
             )
-            share_contexts(server)  # not deep-copied per association (0.1-0.7 s each)
         except OSError as exc:
             raise ModelConfigError(
                 f"model {model!r}: cannot receive results on port "
@@ -373,28 +370,16 @@ class _Receiver:
                 hint="another receiver listens there: choose another listen_port (0: free)",
                 model=model,
             ) from None
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": POLL_S},
-            name=f"gai-dicom-results-{model}",
-            daemon=True,
-        )
-        thread.start()
         self._ae, self._server, self._thread = ae, server, thread
         log.info("results receiver %s on %s:%d", self.ae_title, self.host, self.port)
 
     def stop(self) -> None:
-        import socketserver
+        from gai_research.dicom.server import stop_scp
 
         server, self._server = self._server, None
         if server is None:
             return
-        socketserver.BaseServer.shutdown(server)
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        for assoc in self._ae.active_associations:
-            assoc.abort()
+        stop_scp(self._ae, server, self._thread)
 
     def _on_store(self, event) -> int:
         try:

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 FAILURES = ("drop", "no-result", "malformed")
 NOT_AUTHORISED = 0x0124
-POLL_S = 0.05
 
 
 @dataclasses.dataclass
@@ -136,9 +135,8 @@ class DicomNodeSimulator:
 
     def start(self) -> DicomNodeSimulator:
         from pynetdicom import evt
-        from pynetdicom.transport import ThreadedAssociationServer
 
-        from gai_research.dicom.sockets import tune_socket
+        from gai_research.dicom.server import start_scp
         from gai_research.ingest.scp import storage_ae
 
         if self._server is not None:
@@ -146,51 +144,46 @@ class DicomNodeSimulator:
         ae = storage_ae(self.ae_title)
         ae.require_called_aet = True
         handlers = [
-            (evt.EVT_CONN_OPEN, tune_socket),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
         ]
+        # the work folder exists before the first C-STORE can arrive
+        self._workdir = Path(tempfile.mkdtemp(prefix="gai-sim-dicom-"))
         try:
-            server = ae.make_server(
+            server, thread = start_scp(
+                ae,
                 ("127.0.0.1", self.requested_port),
-                evt_handlers=handlers,
-                server_class=ThreadedAssociationServer,
+                handlers,
+                thread_name=f"gai-sim-dicom-{self.requested_port}",
+                share=False,
             )
         except OSError as exc:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
             raise ModelConfigError(
                 f"the DICOM-node simulator cannot listen on port {self.requested_port}: "
                 f"{exc.strerror or exc}",
                 hint="choose another port, or 0 for a free one",
             ) from None
-        self._workdir = Path(tempfile.mkdtemp(prefix="gai-sim-dicom-"))
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": POLL_S},
-            name=f"gai-sim-dicom-{self.requested_port}",
-            daemon=True,
-        )
-        thread.start()
         self._ae, self._server, self._thread = ae, server, thread
         log.info("DICOM-node simulator %s listening on 127.0.0.1:%d", self.ae_title, self.port)
         return self
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop listening, let running studies finish for ``grace`` seconds, clean up."""
-        import socketserver
+        from gai_research.dicom.server import stop_scp
 
         server, self._server = self._server, None
         if server is None:
             return
-        socketserver.BaseServer.shutdown(server)
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        deadline = time.monotonic() + grace + self.delay_s
-        for worker in list(self._workers):
-            worker.join(max(0.0, deadline - time.monotonic()))
-        for assoc in self._ae.active_associations:
-            assoc.abort()
+
+        def finish_workers() -> None:
+            deadline = time.monotonic() + grace + self.delay_s
+            for worker in list(self._workers):
+                worker.join(max(0.0, deadline - time.monotonic()))
+
+        stop_scp(self._ae, server, self._thread, before_abort=finish_workers)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -230,21 +223,19 @@ class DicomNodeSimulator:
             return {"drop": "drop", "no-result": "no-result", "malformed": "malformed"}[
                 self.failure
             ]
-        from gai_research.models.simulators.http import fate_draw
+        from gai_research.models.simulators.http import roll_fate
 
-        with self._lock:
-            attempt = self._attempts[study_uid]
-            self._attempts[study_uid] += 1
-        draw = fate_draw(self.seed, study_uid, attempt)
-        for fate, rate in (
-            ("drop", self.failure_rate),
-            ("no-result", self.timeout_rate),
-            ("malformed", self.malformed_rate),
-        ):
-            if draw < rate:
-                return fate
-            draw -= rate
-        return "ok"
+        return roll_fate(
+            self.seed,
+            study_uid,
+            self._attempts,
+            self._lock,
+            (
+                ("drop", self.failure_rate),
+                ("no-result", self.timeout_rate),
+                ("malformed", self.malformed_rate),
+            ),
+        )
 
     def _on_store(self, event) -> int:
         calling_ae = str(event.assoc.requestor.ae_title or "").strip()

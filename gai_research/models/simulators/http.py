@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from gai_research.models.adapters.http import (
 from gai_research.models.errors import ModelConfigError, ModelError, ModelInputError
 from gai_research.models.types import Model, StudyInput
 
-__all__ = ["OUTCOMES", "HttpVendorSimulator", "fate_draw", "serve"]
+__all__ = ["OUTCOMES", "HttpVendorSimulator", "fate_draw", "roll_fate", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,29 @@ def fate_draw(seed: int, study_uid: str, attempt: int) -> float:
     """A number in [0, 1) fixed by (seed, study, attempt): the simulator's dice."""
     digest = hashlib.sha256(f"{seed}\x1f{study_uid}\x1f{attempt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def roll_fate(
+    seed: int,
+    study_uid: str,
+    attempts: Counter[str],
+    lock: threading.Lock,
+    rates: Iterable[tuple[str, float]],
+) -> str:
+    """The fate of this attempt for ``study_uid``: one of ``rates``' names, or "ok".
+
+    Counts the attempt in ``attempts`` (under ``lock``) and draws :func:`fate_draw`;
+    each ``(name, rate)`` takes its share of [0, 1) in order.
+    """
+    with lock:
+        attempt = attempts[study_uid]
+        attempts[study_uid] += 1
+    draw = fate_draw(seed, study_uid, attempt)
+    for name, rate in rates:
+        if draw < rate:
+            return name
+        draw -= rate
+    return "ok"
 
 
 class _HttpError(Exception):
@@ -172,19 +195,17 @@ class HttpVendorSimulator:
     # --- behaviour ------------------------------------------------------------------------
     def fate(self, study_uid: str) -> str:
         """The outcome of this request for ``study_uid`` (one of :data:`OUTCOMES`)."""
-        with self._lock:
-            attempt = self._attempts[study_uid]
-            self._attempts[study_uid] += 1
-        draw = fate_draw(self.seed, study_uid, attempt)
-        for outcome, rate in (
-            ("failure", self.failure_rate),
-            ("timeout", self.timeout_rate),
-            ("malformed", self.malformed_rate),
-        ):
-            if draw < rate:
-                return outcome
-            draw -= rate
-        return "ok"
+        return roll_fate(
+            self.seed,
+            study_uid,
+            self._attempts,
+            self._lock,
+            (
+                ("failure", self.failure_rate),
+                ("timeout", self.timeout_rate),
+                ("malformed", self.malformed_rate),
+            ),
+        )
 
     def count(self, outcome: str) -> None:
         with self._lock:
