@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,6 +242,23 @@ _IDENTIFYING = (
     "StationName",
     "DeviceSerialNumber",
 )
+
+
+def leaked_identifiers(identifiers: Iterable[str], text: str) -> list[str]:
+    """The planted identifiers found in ``text``.
+
+    An all-digit identifier (an ID, a birth date) counts only as a whole number: a
+    pseudonymous ``2.25.`` UID is a 39-digit random number, and six given digits turn up
+    inside one now and then without anything having leaked.
+    """
+    found = []
+    for value in identifiers:
+        if value.isdigit():
+            if re.search(rf"(?<!\d){value}(?!\d)", text):
+                found.append(value)
+        elif value in text:
+            found.append(value)
+    return found
 
 
 def planted_identifiers(ds) -> set[str]:

@@ -14,7 +14,12 @@ from gai_research.data.cohort import Cohort
 from gai_research.data.errors import CardError
 from gai_research.deid import load_profile
 from gai_research.home import key_fingerprint
-from tests.data_fixtures import CatalogFixture, copy_home, pseudonymized_catalog
+from tests.data_fixtures import (
+    CatalogFixture,
+    copy_home,
+    leaked_identifiers,
+    pseudonymized_catalog,
+)
 
 SECTIONS = (
     "## Purpose and intended use",
@@ -48,7 +53,7 @@ def card(cohort: Cohort) -> str:
 
 def _leaks(text: str, fixture: CatalogFixture, cohort: Cohort) -> list[str]:
     """Planted identifiers, the key, and pseudonymous UIDs/pseudonyms found in ``text``."""
-    found = [value for value in fixture.identifiers if value in text]
+    found = leaked_identifiers(fixture.identifiers, text)
     if fixture.key_text in text:
         found.append("the key")
     found += [uid for uid in cohort.study_uids + cohort.series_uids if uid in text]

@@ -12,7 +12,12 @@ from gai_research.config import Settings
 from gai_research.data.catalog import Catalog, open_catalog
 from gai_research.data.cohort import Cohort, list_cohorts, normalize_sql
 from gai_research.data.errors import CohortError, FilterError
-from tests.data_fixtures import CatalogFixture, copy_home, pseudonymized_catalog
+from tests.data_fixtures import (
+    CatalogFixture,
+    copy_home,
+    leaked_identifiers,
+    pseudonymized_catalog,
+)
 
 CT_SQL = "SELECT study_uid FROM studies WHERE list_contains(modalities, 'CT')"
 
@@ -162,7 +167,7 @@ def test_the_saved_file_holds_pseudonymous_data_only(
     catalog: Catalog, data_catalog: CatalogFixture
 ) -> None:
     text = Cohort.from_filters("clean", catalog).save().read_text(encoding="utf-8")
-    leaked = [value for value in data_catalog.identifiers if value in text]
+    leaked = leaked_identifiers(data_catalog.identifiers, text)
     assert leaked == []
     assert data_catalog.key_text not in text
 
