@@ -150,3 +150,39 @@ def test_a_failing_notebook_is_a_result_with_cell_and_exception(executed) -> Non
     assert "notebook.ipynb" in result.files and "notebook.html" in result.files  # partial
     assert "metrics.json" not in result.files
     assert all(executed[kind][0].ok for kind in BY_KIND), "the other jobs went on"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "find", "hit", "other"),
+    [
+        ("sens_at_spec", "sensitivity_at_specificity", "sensitivity", "specificity"),
+        ("spec_at_sens", "specificity_at_sensitivity", "specificity", "sensitivity"),
+    ],
+)
+def test_operating_points_are_the_metric_functions_results(prefix, find, hit, other) -> None:
+    """Each protocol operating point is logged as its metric function computes it: the
+    estimate with its interval, the other measure at that threshold, and the threshold."""
+    import numpy as np
+
+    from gai_research.evaluation import metrics
+
+    protocol = small_protocol("breast_mg")
+    cases = sample_case_table(protocol, failed=0, timeouts=0)
+    _, context = job_for("breast_mg", cases)
+    result = evaluate_cases(cases, context)
+    scored = result.cases[np.isfinite(result.cases["score"].to_numpy(dtype=float))]
+    y, s = scored["y_true"].to_numpy(), scored["score"].to_numpy(dtype=float)
+    ci = protocol.ci
+    targets = getattr(protocol.operating_points, prefix)
+    assert targets, f"the breast_mg protocol declares no {prefix} point"
+    for target in targets:
+        key = f"{prefix}_{target:g}"
+        point = getattr(metrics, find)(
+            y, s, target, n_bootstrap=ci.bootstrap_n, seed=ci.seed,
+            ci_method=ci.proportion, alpha=ci.alpha,
+        )  # fmt: skip
+        estimate, low, high = (float(v) for v in getattr(point, hit))
+        assert result.metrics[key] == estimate
+        assert (result.metrics[f"{key}_ci_low"], result.metrics[f"{key}_ci_high"]) == (low, high)
+        assert result.metrics[f"{key}_{other}"] == float(getattr(point, other).estimate)
+        assert result.metrics[f"{key}_threshold"] == float(point.threshold)

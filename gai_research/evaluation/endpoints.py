@@ -217,42 +217,32 @@ def _study_level(out: _Collector, frame: pd.DataFrame, context: EvalContext) -> 
             out.run("screening", screening)
     n_boot = ci.bootstrap_n if ci.operating_point == "bootstrap" else 0
     method = f"{'bootstrap' if n_boot else ci.proportion} (threshold re-chosen)"
-    for target in protocol.operating_points.sens_at_spec:
-        key = f"sens_at_spec_{target:g}"
+    # sensitivity at a fixed specificity and the mirror image; the threshold is re-chosen
+    points = (
+        ("sens_at_spec", protocol.operating_points.sens_at_spec, sensitivity_at_specificity,
+         "sensitivity", "specificity"),
+        ("spec_at_sens", protocol.operating_points.spec_at_sens, specificity_at_sensitivity,
+         "specificity", "sensitivity"),
+    )  # fmt: skip
+    for prefix, targets, find, hit, other in points:
+        for target in targets:
+            key = f"{prefix}_{target:g}"
 
-        def sens_at_spec(target: float = target, key: str = key) -> None:
-            point = sensitivity_at_specificity(
-                y,
-                s,
-                target,
-                n_bootstrap=n_boot,
-                seed=ci.seed,
-                ci_method=ci.proportion,
-                alpha=ci.alpha,
-            )
-            out.estimate(key, point.sensitivity, method)
-            out.metrics[f"{key}_specificity"] = float(point.specificity.estimate)
-            out.metrics[f"{key}_threshold"] = float(point.threshold)
+            def operating_point(target=target, key=key, find=find, hit=hit, other=other) -> None:
+                point = find(
+                    y,
+                    s,
+                    target,
+                    n_bootstrap=n_boot,
+                    seed=ci.seed,
+                    ci_method=ci.proportion,
+                    alpha=ci.alpha,
+                )
+                out.estimate(key, getattr(point, hit), method)
+                out.metrics[f"{key}_{other}"] = float(getattr(point, other).estimate)
+                out.metrics[f"{key}_threshold"] = float(point.threshold)
 
-        out.run(key, sens_at_spec)
-    for target in protocol.operating_points.spec_at_sens:
-        key = f"spec_at_sens_{target:g}"
-
-        def spec_at_sens(target: float = target, key: str = key) -> None:
-            point = specificity_at_sensitivity(
-                y,
-                s,
-                target,
-                n_bootstrap=n_boot,
-                seed=ci.seed,
-                ci_method=ci.proportion,
-                alpha=ci.alpha,
-            )
-            out.estimate(key, point.specificity, method)
-            out.metrics[f"{key}_sensitivity"] = float(point.sensitivity.estimate)
-            out.metrics[f"{key}_threshold"] = float(point.threshold)
-
-        out.run(key, spec_at_sens)
+            out.run(key, operating_point)
 
 
 def _froc_tables(frame: pd.DataFrame) -> tuple[list[tuple], list[tuple], list[str]]:

@@ -9,12 +9,10 @@ The test suite additionally runs inside its own network namespace.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 from gai_research.config import Settings, Site, SiteSettings
 from gai_research.errors import ServiceError
+from gai_research.processes import last_log_line, read_pid, terminate
 
 __all__ = ["OrthancServer", "orthanc_binary", "orthanc_config", "servers"]
 
@@ -160,15 +159,7 @@ class OrthancServer:
     # --- process state ---------------------------------------------------------------
     def pid(self) -> int | None:
         """The pid of our running Orthanc, or None (stale pid files are ignored)."""
-        try:
-            pid = int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if str(self.config_path).encode() in cmdline else None
+        return read_pid(self.pid_path, str(self.config_path))
 
     def rest(self, path: str, timeout: float = 5.0) -> object:
         """GET a path of the REST API as JSON."""
@@ -243,36 +234,13 @@ class OrthancServer:
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop our Orthanc; True when one was running."""
         pid = self.pid()
-        if pid is None:
-            self.pid_path.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            _reap(pid)
-            time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        if pid is not None:
+            terminate(pid, timeout)
         self.pid_path.unlink(missing_ok=True)
-        return True
+        return pid is not None
 
     def last_log_line(self) -> str:
-        try:
-            lines = [
-                line
-                for line in self.log_path.read_text(errors="replace").splitlines()
-                if line.strip()
-            ]
-        except OSError:
-            return "no log"
-        return lines[-1][:300] if lines else "empty log"
-
-
-def _reap(pid: int) -> None:
-    """Collect a child that has exited (when we started it in this process)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        return last_log_line(self.log_path)
 
 
 def servers(settings: Settings, sites: list[Site] | None = None) -> list[OrthancServer]:

@@ -16,11 +16,9 @@ its port), as ``gai pacs up`` does for Orthanc.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from gai_research.errors import ServiceError
 from gai_research.models.errors import ModelConfigError
+from gai_research.processes import last_log_line, read_pid, terminate
 
 if TYPE_CHECKING:
     from gai_research.config import Settings
@@ -93,13 +92,7 @@ class SimulatorProcess:
     # --- state -------------------------------------------------------------------------
     def pid(self) -> int | None:
         """The pid of our running simulator, or None (stale pid files are ignored)."""
-        try:
-            pid = int(self.pid_path.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
-        ours = MODULE.encode() in cmdline and str(self.state_path).encode() in cmdline
-        return pid if ours else None
+        return read_pid(self.pid_path, MODULE, str(self.state_path))
 
     def state(self) -> dict[str, Any] | None:
         """The state the running process wrote (None when it is not running)."""
@@ -206,31 +199,14 @@ class SimulatorProcess:
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the simulator; True when one was running."""
         pid = self.pid()
-        if pid is None:
-            self.pid_path.unlink(missing_ok=True)
-            self.state_path.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        if pid is not None:
+            terminate(pid, timeout)
         self.pid_path.unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
-        return True
+        return pid is not None
 
     def last_log_line(self) -> str:
-        try:
-            lines = [
-                line
-                for line in self.log_path.read_text(errors="replace").splitlines()
-                if line.strip()
-            ]
-        except OSError:
-            return "no log"
-        return lines[-1][:300] if lines else "empty log"
+        return last_log_line(self.log_path)
 
     def status(self) -> SimulatorStatus:
         state = self.state()
@@ -249,21 +225,6 @@ class SimulatorProcess:
             address=address,
             delay_s=self.spec.delay_s,
         )
-
-
-def _alive(pid: int) -> bool:
-    _reap(pid)
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def _reap(pid: int) -> None:
-    """Collect a child that has exited (when we started it in this process)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 # --- the declared simulators -------------------------------------------------------------------

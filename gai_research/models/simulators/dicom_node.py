@@ -25,11 +25,9 @@ reproducible. The wrapped model's own errors are logged and nothing is sent back
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gai_research.models.errors import ModelConfigError, ModelError
+from gai_research.models.simulators._serve import run_until_stopped
 from gai_research.models.types import Model, Origin
 
 if TYPE_CHECKING:
@@ -441,13 +440,9 @@ def serve(
         )
     return_to = (return_host, int(return_port), return_ae) if all(given) else None
     model = load_model(model_name, settings=settings)
-    stop = stop if stop is not None else threading.Event()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    try:
-        simulator = DicomNodeSimulator(
+    run_until_stopped(
+        model,
+        lambda: DicomNodeSimulator(
             model,
             ae_title=ae_title,
             port=port,
@@ -456,13 +451,7 @@ def serve(
             failure=failure,
             settings=settings,
             **rates,
-        )
-        with simulator:
-            if on_ready is not None:
-                on_ready(simulator)
-            stop.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        with contextlib.suppress(Exception):
-            model.close()
+        ),
+        on_ready=on_ready,
+        stop=stop,
+    )

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import signal
 import tempfile
 import threading
 import time
@@ -44,6 +43,7 @@ from gai_research.models.adapters.http import (
     parse_multipart,
 )
 from gai_research.models.errors import ModelConfigError, ModelError, ModelInputError
+from gai_research.models.simulators._serve import run_until_stopped
 from gai_research.models.types import Model, StudyInput
 
 __all__ = ["OUTCOMES", "HttpVendorSimulator", "fate_draw", "roll_fate", "serve"]
@@ -444,13 +444,9 @@ def serve(
     from gai_research.models.registry import load_model
 
     model = load_model(model_name, settings=settings)
-    stop = threading.Event()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    try:
-        simulator = HttpVendorSimulator(
+    run_until_stopped(
+        model,
+        lambda: HttpVendorSimulator(
             model,
             port=port,
             delay_s=delay_s,
@@ -458,12 +454,6 @@ def serve(
             timeout_rate=timeout_rate,
             malformed_rate=malformed_rate,
             seed=seed,
-        )
-        with simulator:
-            if on_ready is not None:
-                on_ready(simulator)
-            stop.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        model.close()
+        ),
+        on_ready=on_ready,
+    )
