@@ -440,6 +440,11 @@ def test_mlflow_without_a_login_sends_you_to_the_hub_login(hub: Hub, mlflow_up: 
 
 def test_mlflow_with_the_hub_login(hub: Hub, researcher: Account, mlflow_up: None) -> None:
     page = researcher.session.get(hub.url + "services/mlflow/", timeout=30)
+    if page.status_code == 503:
+        # configurable-http-proxy now and then answers 503 "socket hang up" when it reuses a
+        # kept-alive connection the service has just reset (seen once in a CI-like run);
+        # this test is about the login, so one more try. Noted for follow-up.
+        page = researcher.session.get(hub.url + "services/mlflow/", timeout=30)
     assert page.status_code == 200
     assert "<title>MLflow</title>" in page.text
     search = hub.url + "services/mlflow/ajax-api/2.0/mlflow/experiments/search"
